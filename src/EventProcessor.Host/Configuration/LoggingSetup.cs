@@ -1,0 +1,35 @@
+using Serilog;
+using Serilog.Events;
+using Serilog.Formatting.Compact;
+
+namespace EventProcessor.Host.Configuration;
+
+/// <summary>Serilog for the service: compact JSON outside Development, readable text in it; <c>LOG_LEVEL</c> honoured.</summary>
+internal static class LoggingSetup
+{
+    public static WebApplicationBuilder AddServiceLogging(this WebApplicationBuilder builder, ServiceSettings settings)
+    {
+        var development = builder.Environment.IsDevelopment();
+        builder.Services.AddSerilog(logger =>
+        {
+            logger
+                .MinimumLevel.Is(settings.LogLevel)
+                .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
+                .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
+                .MinimumLevel.Override("Npgsql", LogEventLevel.Warning)
+                .Enrich.FromLogContext()
+                .Enrich.WithProperty("Service", "event-processor");
+            if (development)
+            {
+                logger.WriteTo.Console(
+                    outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {SourceContext}: {Message:lj} {Properties:j}{NewLine}{Exception}",
+                    formatProvider: System.Globalization.CultureInfo.InvariantCulture);
+            }
+            else
+            {
+                logger.WriteTo.Console(new CompactJsonFormatter());
+            }
+        });
+        return builder;
+    }
+}

@@ -1,0 +1,161 @@
+using System.Globalization;
+using Npgsql;
+using Serilog.Events;
+
+namespace EventProcessor.Host.Configuration;
+
+/// <summary>
+/// The service's settings, read from configuration under the seed's environment variable names (which also work
+/// as keys in appsettings.json). Every value is checked here so that a bad one stops the start with one line that
+/// names it.
+/// </summary>
+internal sealed record ServiceSettings(
+    System.Net.IPAddress BindAddress,
+    int Port,
+    int PollIntervalMs,
+    int BatchSize,
+    int MaxRetries,
+    bool EnablePolling,
+    LogEventLevel LogLevel,
+    int RetryBaseDelayMs,
+    int RetryMaxDelayMs,
+    double RetryBackoffFactor,
+    int HandlerTimeoutMs,
+    int LeaseMs,
+    bool RunMigrations,
+    string ConnectionString,
+    string? AdminApiKey)
+{
+    public static ServiceSettings Load(IConfiguration configuration)
+    {
+        var baseDelay = Int(configuration, "RETRY_BASE_DELAY_MS", 1000, 0, 86_400_000);
+        return new ServiceSettings(
+            BindAddress: Address(configuration),
+            Port: Int(configuration, "PORT", 8080, 0, 65_535),
+            PollIntervalMs: Int(configuration, "POLL_INTERVAL_MS", 10_000, 1, 3_600_000),
+            BatchSize: Int(configuration, "BATCH_SIZE", 20, 1, 10_000),
+            MaxRetries: Int(configuration, "MAX_RETRIES", 5, 1, 1_000),
+            EnablePolling: Bool(configuration, "ENABLE_POLLING", true),
+            LogLevel: Level(configuration),
+            RetryBaseDelayMs: baseDelay,
+            RetryMaxDelayMs: Int(configuration, "RETRY_MAX_DELAY_MS", 300_000, Math.Max(1, baseDelay), int.MaxValue),
+            RetryBackoffFactor: Double(configuration, "RETRY_BACKOFF_FACTOR", 2.0, 1.0, 100.0),
+            HandlerTimeoutMs: Int(configuration, "HANDLER_TIMEOUT_MS", 30_000, 1, 3_600_000),
+            LeaseMs: Int(configuration, "LEASE_MS", 30_000, 1_000, 3_600_000),
+            RunMigrations: Bool(configuration, "RUN_MIGRATIONS", true),
+            ConnectionString: ConnectionStringFrom(configuration),
+            AdminApiKey: string.IsNullOrEmpty(configuration["ADMIN_API_KEY"]) ? null : configuration["ADMIN_API_KEY"]);
+    }
+
+    public void Apply(EventProcessorOptions options)
+    {
+        options.ConnectionString = ConnectionString;
+        options.EnablePolling = EnablePolling;
+        options.PollInterval = TimeSpan.FromMilliseconds(PollIntervalMs);
+        options.BatchSize = BatchSize;
+        options.MaxRetries = MaxRetries;
+        options.RetryBaseDelay = TimeSpan.FromMilliseconds(RetryBaseDelayMs);
+        options.RetryMaxDelay = TimeSpan.FromMilliseconds(RetryMaxDelayMs);
+        options.RetryBackoffFactor = RetryBackoffFactor;
+        options.HandlerTimeout = TimeSpan.FromMilliseconds(HandlerTimeoutMs);
+        options.LeaseDuration = TimeSpan.FromMilliseconds(LeaseMs);
+    }
+
+    /// <summary>
+    /// <c>DATABASE_URL</c> (<c>postgres://user:password@host:port/database?sslmode=require</c>) wins over
+    /// <c>ConnectionStrings:Events</c> (Npgsql keyword form).
+    /// </summary>
+    private static string ConnectionStringFrom(IConfiguration configuration)
+    {
+        var url = configuration["DATABASE_URL"];
+        if (!string.IsNullOrWhiteSpace(url))
+        {
+            return DatabaseUrl.ToConnectionString(url);
+        }
+
+        var connectionString = configuration.GetConnectionString("Events");
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new SettingsException(
+                "DATABASE_URL is not set: give a postgres://user:password@host:5432/database URL, or ConnectionStrings__Events.");
+        }
+
+        try
+        {
+            return new NpgsqlConnectionStringBuilder(connectionString).ConnectionString;
+        }
+        catch (ArgumentException exception)
+        {
+            throw new SettingsException($"ConnectionStrings__Events is not a valid Npgsql connection string: {exception.Message}");
+        }
+    }
+
+    private static int Int(IConfiguration configuration, string key, int fallback, int min, int max)
+    {
+        var raw = configuration[key];
+        if (string.IsNullOrWhiteSpace(raw))
+        {
+            return fallback;
+        }
+
+        return int.TryParse(raw.Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw new SettingsException($"{key}='{raw}' is invalid: expected a whole number from {min} to {max}.");
+    }
+
+    private static double Double(IConfiguration configuration, string key, double fallback, double min, double max)
+    {
+        var raw = configuration[key];
+        if (string.IsNullOrWhiteSpace(raw))
+        {
+            return fallback;
+        }
+
+        return double.TryParse(raw.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max
+            ? value
+            : throw new SettingsException($"{key}='{raw}' is invalid: expected a number from {min} to {max}.");
+    }
+
+    private static bool Bool(IConfiguration configuration, string key, bool fallback)
+    {
+        var raw = configuration[key]?.Trim();
+        return raw?.ToLowerInvariant() switch
+        {
+            null or "" => fallback,
+            "true" or "1" or "yes" or "on" => true,
+            "false" or "0" or "no" or "off" => false,
+            _ => throw new SettingsException($"{key}='{raw}' is invalid: expected true or false."),
+        };
+    }
+
+    private static System.Net.IPAddress Address(IConfiguration configuration)
+    {
+        var raw = configuration["BIND_ADDRESS"]?.Trim();
+        if (string.IsNullOrEmpty(raw))
+        {
+            return System.Net.IPAddress.Any;
+        }
+
+        return System.Net.IPAddress.TryParse(raw, out var address)
+            ? address
+            : throw new SettingsException($"BIND_ADDRESS='{raw}' is invalid: expected an IP address such as 0.0.0.0 or 127.0.0.1.");
+    }
+
+    private static LogEventLevel Level(IConfiguration configuration)
+    {
+        var raw = configuration["LOG_LEVEL"]?.Trim();
+        return raw?.ToLowerInvariant() switch
+        {
+            null or "" or "info" or "information" => LogEventLevel.Information,
+            "trace" or "verbose" => LogEventLevel.Verbose,
+            "debug" => LogEventLevel.Debug,
+            "warn" or "warning" => LogEventLevel.Warning,
+            "error" => LogEventLevel.Error,
+            "fatal" => LogEventLevel.Fatal,
+            _ => throw new SettingsException($"LOG_LEVEL='{raw}' is invalid: expected trace, debug, info, warn, error or fatal."),
+        };
+    }
+}
+
+/// <summary>A setting that cannot be used; the message names it and says what is accepted.</summary>
+internal sealed class SettingsException(string message) : Exception(message);

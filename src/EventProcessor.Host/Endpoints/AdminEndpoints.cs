@@ -1,0 +1,140 @@
+using System.Text.Json;
+using EventProcessor.Processing;
+using Npgsql;
+
+namespace EventProcessor.Host.Endpoints;
+
+/// <summary>
+/// <c>POST /process-event</c> and <c>POST /process-batch</c>: run work now, even with polling disabled.
+/// Both answer 202 with the seed's body once the work is done, with its outcome added.
+/// </summary>
+internal static class AdminEndpoints
+{
+    public static IEndpointRouteBuilder MapAdminEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        var admin = endpoints.MapGroup("").AddEndpointFilter<ApiKeyFilter>();
+        admin.MapPost("/process-event", ProcessEventAsync);
+        admin.MapPost("/process-batch", ProcessBatchAsync);
+        return endpoints;
+    }
+
+    private static async Task<IResult> ProcessEventAsync(HttpRequest request, EventEngine engine, IHostApplicationLifetime lifetime)
+    {
+        var (eventId, problem) = await ReadEventIdAsync(request);
+        if (problem is not null)
+        {
+            return problem;
+        }
+
+        ProcessEventResult result;
+        try
+        {
+            // The application's stopping token, not the request's: a client that hangs up must not fail the event.
+            result = await engine.ProcessEventAsync(eventId, lifetime.ApplicationStopping);
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+        {
+            return DatabaseUnavailable();
+        }
+
+        var id = eventId.ToString();
+        return result.Status switch
+        {
+            ProcessEventStatus.Processed => Results.Json(
+                new ProcessEventResponse(true, "Event processing started", id, OutcomeName(result.Outcome), result.Error),
+                statusCode: StatusCodes.Status202Accepted),
+            ProcessEventStatus.NotFound => Problem(StatusCodes.Status404NotFound, "Event not found", $"No event has id {id}.", id),
+            ProcessEventStatus.AlreadyProcessed => Problem(
+                StatusCodes.Status409Conflict,
+                "Event already processed",
+                $"Event {id} is already processed. To run it again, replay it: UPDATE events SET processed = false WHERE id = '{id}'.",
+                id),
+            ProcessEventStatus.WaitingForEarlierEvent => Problem(
+                StatusCodes.Status409Conflict,
+                "Event waits for an earlier event of its aggregate",
+                $"Event {id} waits for event {result.WaitingFor} of the same aggregate, which is still pending; events of one aggregate run in order.",
+                id),
+            _ => Problem(StatusCodes.Status409Conflict, "Event is being processed", $"Event {id} is held by a worker right now.", id),
+        };
+    }
+
+    private static async Task<IResult> ProcessBatchAsync(EventEngine engine, IHostApplicationLifetime lifetime)
+    {
+        int claimed;
+        try
+        {
+            claimed = await engine.ProcessBatchAsync(lifetime.ApplicationStopping);
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+        {
+            return DatabaseUnavailable();
+        }
+
+        return Results.Json(
+            new ProcessBatchResponse(true, "Batch processing started", claimed),
+            statusCode: StatusCodes.Status202Accepted);
+    }
+
+    private static async Task<(Guid EventId, IResult? Problem)> ReadEventIdAsync(HttpRequest request)
+    {
+        const string Expected = "Send a JSON body {\"event_id\": \"<uuid>\"}.";
+        JsonDocument document;
+        try
+        {
+            document = await JsonDocument.ParseAsync(request.Body, default, request.HttpContext.RequestAborted);
+        }
+        catch (JsonException)
+        {
+            return (default, Problem(StatusCodes.Status400BadRequest, "Malformed JSON", $"The body is not valid JSON. {Expected}"));
+        }
+
+        using (document)
+        {
+            if (document.RootElement.ValueKind != JsonValueKind.Object
+                || !document.RootElement.TryGetProperty("event_id", out var value))
+            {
+                return (default, Problem(StatusCodes.Status400BadRequest, "Missing event_id", $"event_id is required. {Expected}"));
+            }
+
+            if (value.ValueKind != JsonValueKind.String || !Guid.TryParse(value.GetString(), out var eventId))
+            {
+                return (default, Problem(StatusCodes.Status400BadRequest, "Malformed event_id", $"event_id must be a UUID string. {Expected}"));
+            }
+
+            return (eventId, null);
+        }
+    }
+
+    private static IResult DatabaseUnavailable() =>
+        Results.Problem(
+            statusCode: StatusCodes.Status503ServiceUnavailable,
+            title: "Database unavailable",
+            detail: "The database cannot be reached right now; try again shortly.");
+
+    private static IResult Problem(int status, string title, string detail, string? eventId = null) =>
+        Results.Problem(
+            statusCode: status,
+            title: title,
+            detail: detail,
+            extensions: eventId is null ? null : new Dictionary<string, object?> { ["event_id"] = eventId });
+
+    private static string? OutcomeName(OutcomeKind? outcome) => outcome switch
+    {
+        OutcomeKind.Completed => "completed",
+        OutcomeKind.RetryLater => "retry_scheduled",
+        OutcomeKind.DeadLettered => "dead_lettered",
+        OutcomeKind.Skipped => "skipped",
+        OutcomeKind.Released => "released",
+        _ => null,
+    };
+
+    internal sealed record ProcessEventResponse(
+        bool Success,
+        string Message,
+        [property: System.Text.Json.Serialization.JsonPropertyName("event_id")] string EventId,
+        string? Outcome,
+        [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+        string? Error);
+
+    internal sealed record ProcessBatchResponse(bool Success, string Message, int Claimed);
+}

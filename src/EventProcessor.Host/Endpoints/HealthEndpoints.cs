@@ -1,0 +1,86 @@
+using System.Text.Json.Serialization;
+
+namespace EventProcessor.Host.Endpoints;
+
+/// <summary><c>GET /health</c>: the seed's body, plus the backlog and skipped count. Always open, for probes.</summary>
+internal static class HealthEndpoints
+{
+    private static readonly DateTimeOffset StartedAt = DateTimeOffset.UtcNow;
+
+    public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapGet("/health", GetHealthAsync).AllowAnonymous();
+        return endpoints;
+    }
+
+    private static async Task<IResult> GetHealthAsync(EventEngine engine, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        Backlog? backlog = null;
+        string? problem = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(5));
+            backlog = await engine.ReadBacklogAsync(timeout.Token);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The reason stays in the logs of the failing component; a probe only needs to know.
+            problem = "database unreachable";
+        }
+
+        var now = timeProvider.GetUtcNow();
+        var stats = engine.Stats;
+        var options = engine.Options;
+        var body = new HealthResponse(
+            Status: problem is null ? "healthy" : "unhealthy",
+            Service: "event-processor",
+            Timestamp: now,
+            Uptime: (long)(now - StartedAt).TotalSeconds,
+            Stats: new HealthStats(
+                stats.TotalProcessed,
+                stats.SuccessCount,
+                stats.ErrorCount,
+                stats.DeadLetterCount,
+                stats.LastProcessedAt,
+                stats.SkippedCount,
+                stats.ReleasedCount,
+                stats.InFlight),
+            Config: new HealthConfig(
+                (long)options.PollInterval.TotalMilliseconds,
+                options.BatchSize,
+                options.MaxRetries,
+                options.EnablePolling),
+            Registry: new HealthRegistry(engine.Registry.Registrations.Count, engine.Registry.EventTypes),
+            Backlog: backlog is null ? null : new HealthBacklog(backlog.Pending, backlog.OldestPendingAgeSeconds),
+            Error: problem);
+        return Results.Json(body, statusCode: problem is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
+    }
+
+    internal sealed record HealthResponse(
+        string Status,
+        string Service,
+        DateTimeOffset Timestamp,
+        long Uptime,
+        HealthStats Stats,
+        HealthConfig Config,
+        HealthRegistry Registry,
+        HealthBacklog? Backlog,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error);
+
+    internal sealed record HealthStats(
+        long TotalProcessed,
+        long SuccessCount,
+        long ErrorCount,
+        long DeadLetterCount,
+        DateTimeOffset? LastProcessedAt,
+        long SkippedCount,
+        long ReleasedCount,
+        int InFlight);
+
+    internal sealed record HealthConfig(long PollIntervalMs, int BatchSize, int MaxRetries, bool PollingEnabled);
+
+    internal sealed record HealthRegistry(int TotalHandlers, IReadOnlyList<string> EventTypes);
+
+    internal sealed record HealthBacklog(long Pending, double? OldestPendingAgeSeconds);
+}

@@ -1,0 +1,160 @@
+using EventProcessor.Handling;
+using EventProcessor.Processing;
+using EventProcessor.Storage;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Polly;
+
+namespace EventProcessor;
+
+/// <summary>
+/// The engine's front: what the poll loop and the HTTP triggers call. One batch is claim → execute → complete;
+/// the files named after each step hold the details.
+/// </summary>
+public sealed class EventEngine : IDisposable
+{
+    private readonly EventClaimer _claimer;
+    private readonly BatchRunner _runner;
+    private readonly EventDatabase _database;
+    private readonly ResiliencePipeline _waitForDatabase;
+    private readonly SemaphoreSlim _wake = new(0, 1);
+
+    internal EventEngine(
+        EventClaimer claimer,
+        BatchRunner runner,
+        EventDatabase database,
+        ProcessingStats stats,
+        HandlerRegistry registry,
+        EventProcessorOptions options,
+        TimeProvider timeProvider,
+        ILogger<EventEngine> logger)
+    {
+        _claimer = claimer;
+        _runner = runner;
+        _database = database;
+        Stats = stats;
+        Registry = registry;
+        Options = options;
+        _waitForDatabase = DatabaseResilience.Create(logger, timeProvider);
+    }
+
+    /// <summary>Counters since start.</summary>
+    public ProcessingStats Stats { get; }
+
+    /// <summary>The handlers, by event type.</summary>
+    public HandlerRegistry Registry { get; }
+
+    /// <summary>The options in force.</summary>
+    public EventProcessorOptions Options { get; }
+
+    /// <summary>Claims one batch now and runs it; returns how many events were claimed. Does not wait out a database outage.</summary>
+    public Task<int> ProcessBatchAsync(CancellationToken stopping) => RunBatchAsync(waitOutOutage: false, stopping);
+
+    /// <summary>Claims one event by id now, skipping any backoff, and runs it.</summary>
+    /// <param name="eventId">The event to run.</param>
+    /// <param name="stopping">Fires on shutdown; the event is then released rather than failed.</param>
+    public async Task<ProcessEventResult> ProcessEventAsync(Guid eventId, CancellationToken stopping)
+    {
+        var claim = await _claimer.ClaimByIdAsync(eventId, stopping);
+        if (claim.Event is null)
+        {
+            return new ProcessEventResult(claim.Status, null, null, claim.WaitingFor);
+        }
+
+        Stats.Claimed(1);
+        try
+        {
+            var results = await _runner.RunAsync([claim.Event], stopping);
+            return new ProcessEventResult(ProcessEventStatus.Processed, results[0].Kind, results[0].Error, null);
+        }
+        finally
+        {
+            Stats.Finished(1);
+        }
+    }
+
+    /// <summary>The backlog as the database sees it. Throws when the database cannot be reached.</summary>
+    public async Task<Backlog> ReadBacklogAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _database.DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(EventSql.ReadBacklog, connection);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await reader.ReadAsync(cancellationToken);
+        return new Backlog(reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetDouble(1));
+    }
+
+    /// <summary>Wakes the poll loop if it is sleeping between polls.</summary>
+    public void Wake()
+    {
+        try
+        {
+            _wake.Release();
+        }
+        catch (SemaphoreFullException)
+        {
+            // Already awake or about to be: one pending wake-up is all the loop needs.
+        }
+    }
+
+    internal async Task<int> RunBatchAsync(bool waitOutOutage, CancellationToken stopping)
+    {
+        var claimed = waitOutOutage
+            ? await _waitForDatabase.ExecuteAsync(
+                static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, token),
+                this,
+                stopping)
+            : await _claimer.ClaimBatchAsync(Options.BatchSize, stopping);
+        if (claimed.Count == 0)
+        {
+            return 0;
+        }
+
+        Stats.Claimed(claimed.Count);
+        try
+        {
+            await _runner.RunAsync(claimed, stopping);
+        }
+        finally
+        {
+            Stats.Finished(claimed.Count);
+        }
+
+        return claimed.Count;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _wake.Dispose();
+
+    internal Task WaitForWorkAsync(TimeSpan timeout, CancellationToken stopping) => _wake.WaitAsync(timeout, stopping);
+}
+
+/// <summary>What an on-demand run found.</summary>
+public enum ProcessEventStatus
+{
+    /// <summary>The event was claimed and run; see the outcome.</summary>
+    Processed,
+
+    /// <summary>No event has this id.</summary>
+    NotFound,
+
+    /// <summary>The event is already processed; replay it to run it again.</summary>
+    AlreadyProcessed,
+
+    /// <summary>Another worker holds the event right now.</summary>
+    Held,
+
+    /// <summary>An earlier event of the same aggregate is still pending; order comes first.</summary>
+    WaitingForEarlierEvent,
+}
+
+/// <summary>The result of <see cref="EventEngine.ProcessEventAsync"/>.</summary>
+/// <param name="Status">What happened to the request.</param>
+/// <param name="Outcome">When run, the event's fate.</param>
+/// <param name="Error">When run and not completed, why.</param>
+/// <param name="WaitingFor">When waiting, the earlier event it waits for.</param>
+public sealed record ProcessEventResult(ProcessEventStatus Status, OutcomeKind? Outcome, string? Error, Guid? WaitingFor);
+
+/// <summary>The pending events, as the database counts them.</summary>
+/// <param name="Pending">Events with <c>processed = false</c>.</param>
+/// <param name="OldestPendingAgeSeconds">Age of the oldest of them; null when there are none.</param>
+public sealed record Backlog(long Pending, double? OldestPendingAgeSeconds);

@@ -1,0 +1,54 @@
+using System.Text.Json;
+
+namespace EventProcessor;
+
+/// <summary>How the engine claims, runs, retries and rescues events. Every value is validated at start-up.</summary>
+public sealed class EventProcessorOptions
+{
+    /// <summary>The PostgreSQL connection string (Npgsql keyword form). Required.</summary>
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>Whether the background poll loop runs. Default true; when false, only the HTTP triggers process events.</summary>
+    public bool EnablePolling { get; set; } = true;
+
+    /// <summary>How long the poll loop sleeps after a batch that was not full. Default 10 s.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The most events claimed in one batch. Default 20.</summary>
+    public int BatchSize { get; set; } = 20;
+
+    /// <summary>Failed attempts after which an event is dead-lettered. Default 5 (so at most 5 attempts).</summary>
+    public int MaxRetries { get; set; } = 5;
+
+    /// <summary>The delay before the first retry; retry n waits about Base × Factor^(n−1). Default 1 s.</summary>
+    public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The growth factor of the retry delay. Default 2.</summary>
+    public double RetryBackoffFactor { get; set; } = 2.0;
+
+    /// <summary>The longest delay between two attempts. Default 5 min.</summary>
+    public TimeSpan RetryMaxDelay { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>How long one event's handlers may run before the attempt fails. Default 30 s.</summary>
+    public TimeSpan HandlerTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a claim holds an event without renewal. A live engine renews every third of it; a crashed or frozen
+    /// one stops, and its events become claimable again this long after its last renewal. Default 30 s.
+    /// </summary>
+    public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>On shutdown, how long a running handler may go on before it is cancelled and its event released. Default 5 s.</summary>
+    public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How payloads are deserialized for handlers and follow-ups serialized. Default: web defaults, strict about nulls and required members.</summary>
+    public JsonSerializerOptions SerializerOptions { get; set; } = new(JsonSerializerDefaults.Web)
+    {
+        RespectNullableAnnotations = true,
+        RespectRequiredConstructorParameters = true,
+    };
+
+    /// <summary>The name this instance writes into <c>locked_by</c>. Default: host name, process id and a random suffix.</summary>
+    public string InstanceName { get; set; } =
+        $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
+}

@@ -1,0 +1,197 @@
+using EventProcessor.Events;
+using EventProcessor.Storage;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Polly;
+
+namespace EventProcessor.Processing;
+
+/// <summary>
+/// Runs a claimed batch: each event through the executor, in FIFO order, then every fate in one completion.
+/// Keeps per-aggregate order inside the batch: once an event of an aggregate does not complete, the later events
+/// of that aggregate in the batch are released unrun.
+/// </summary>
+internal sealed class BatchRunner(
+    EventDatabase database,
+    EventExecutor executor,
+    EventCompleter completer,
+    ProcessingStats stats,
+    IServiceScopeFactory scopes,
+    EventProcessorOptions options,
+    TimeProvider timeProvider,
+    ILogger<BatchRunner> logger)
+{
+    // After shutdown starts, how long a completion may wait for the database beyond the handler grace period.
+    private static readonly TimeSpan CompletionGraceOnShutdown = TimeSpan.FromSeconds(3);
+
+    private readonly ResiliencePipeline _waitForDatabase = DatabaseResilience.Create(logger, timeProvider);
+
+    /// <param name="claimed">The claimed events, in FIFO order.</param>
+    /// <param name="stopping">Fires on shutdown: no new event starts, and the running one has <see cref="EventProcessorOptions.ShutdownGrace"/> left.</param>
+    /// <returns>The fate of each event, in the order given.</returns>
+    public async Task<ExecutionResult[]> RunAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping)
+    {
+        var attempts = new EventAttempt[claimed.Count];
+        var results = new ExecutionResult[claimed.Count];
+        using var abort = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+        using var giveUp = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+        await using var onStop = stopping.Register(() =>
+        {
+            abort.CancelAfter(options.ShutdownGrace);
+            giveUp.CancelAfter(options.ShutdownGrace + CompletionGraceOnShutdown);
+        });
+
+        await using (var scope = scopes.CreateAsyncScope())
+        await using (var session = new BatchSession(database.DataSource))
+        {
+            HashSet<Guid>? unfinishedAggregates = null;
+            for (var i = 0; i < claimed.Count; i++)
+            {
+                var storedEvent = claimed[i];
+                attempts[i] = new EventAttempt(storedEvent, session, options.SerializerOptions);
+                if (stopping.IsCancellationRequested)
+                {
+                    results[i] = ExecutionResult.Released("Released on shutdown before it started.");
+                }
+                else if (session.IsLost)
+                {
+                    results[i] = ExecutionResult.Released("Released: the batch's database session was lost.");
+                }
+                else if (storedEvent.AggregateId is { } waiting && unfinishedAggregates?.Contains(waiting) == true)
+                {
+                    results[i] = ExecutionResult.Released("Released: an earlier event of its aggregate did not complete.");
+                }
+                else
+                {
+                    using (logger.BeginScope(new EventLogScope(storedEvent)))
+                    {
+                        results[i] = await executor.ExecuteAsync(attempts[i], session, scope.ServiceProvider, abort.Token);
+                    }
+                }
+
+                if (results[i].Kind is OutcomeKind.RetryLater or OutcomeKind.Released && storedEvent.AggregateId is { } aggregate)
+                {
+                    (unfinishedAggregates ??= []).Add(aggregate);
+                }
+            }
+
+            var applied = await CompleteAsync(attempts, results, session, giveUp.Token);
+            Report(attempts, results, applied);
+        }
+
+        return results;
+    }
+
+    private async Task<HashSet<Guid>> CompleteAsync(
+        EventAttempt[] attempts,
+        ExecutionResult[] results,
+        BatchSession session,
+        CancellationToken giveUp)
+    {
+        if (session.OpenTransaction is { } transaction)
+        {
+            string reason;
+            try
+            {
+                var applied = await completer.CompleteAsync(transaction.Connection, transaction.Transaction, attempts, results, giveUp);
+                if (applied.Count == attempts.Length)
+                {
+                    await transaction.Transaction.CommitAsync(giveUp);
+                    return applied;
+                }
+
+                // Some leases were lost: their handlers' writes must not commit, and they share one transaction.
+                await transaction.Transaction.RollbackAsync(giveUp);
+                reason = "a lease was lost before completion";
+            }
+            catch (Exception exception) when (exception is NpgsqlException or InvalidOperationException or TimeoutException)
+            {
+                // The commit may or may not have happened. Either way the retry below is right: rows it committed
+                // are processed and fenced out, rows it did not are released to run again.
+                reason = exception.Message;
+            }
+
+            session.Abandon();
+            ReleaseTransactionWriters(attempts, results, reason);
+        }
+        else if (session.IsLost)
+        {
+            ReleaseTransactionWriters(attempts, results, "the connection broke or a handler ran away with it");
+        }
+
+        return await _waitForDatabase.ExecuteAsync(
+            async token =>
+            {
+                await using var connection = await database.DataSource.OpenConnectionAsync(token);
+                return await completer.CompleteAsync(connection, null, attempts, results, token);
+            },
+            giveUp);
+    }
+
+    private void ReleaseTransactionWriters(EventAttempt[] attempts, ExecutionResult[] results, string reason)
+    {
+        var released = 0;
+        for (var i = 0; i < attempts.Length; i++)
+        {
+            if (attempts[i].UsedTransaction && results[i].Kind == OutcomeKind.Completed)
+            {
+                results[i] = ExecutionResult.Released("Released: its writes were lost with the batch's transaction.");
+                released++;
+            }
+        }
+
+        Log.TransactionLost(logger, reason, released);
+    }
+
+    private void Report(EventAttempt[] attempts, ExecutionResult[] results, HashSet<Guid> applied)
+    {
+        var now = timeProvider.GetUtcNow();
+        var lost = 0;
+        for (var i = 0; i < attempts.Length; i++)
+        {
+            var storedEvent = attempts[i].Event;
+            if (!applied.Contains(storedEvent.Id))
+            {
+                lost++;
+                continue;
+            }
+
+            var result = results[i];
+            stats.Record(result.Kind, now);
+            if (result.Kind is OutcomeKind.Completed or OutcomeKind.Skipped)
+            {
+                if (logger.IsEnabled(LogLevel.Debug))
+                {
+                    using (logger.BeginScope(new EventLogScope(storedEvent)))
+                    {
+                        Log.Completed(logger);
+                    }
+                }
+
+                continue;
+            }
+
+            using (logger.BeginScope(new EventLogScope(storedEvent)))
+            {
+                switch (result.Kind)
+                {
+                    case OutcomeKind.RetryLater:
+                        Log.WillRetry(logger, storedEvent.Attempt, result.RetryDelay, result.Error);
+                        break;
+                    case OutcomeKind.DeadLettered:
+                        Log.DeadLettered(logger, storedEvent.Attempt, result.Error);
+                        break;
+                    default:
+                        Log.Released(logger, result.Error);
+                        break;
+                }
+            }
+        }
+
+        if (lost > 0)
+        {
+            Log.LeaseLost(logger, lost);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+using EventProcessor.Events;
+using EventProcessor.Storage;
+using Npgsql;
+
+namespace EventProcessor.Processing;
+
+/// <summary>Leases due events to this instance: a batch for the poll loop, or one event asked for by id.</summary>
+internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions options)
+{
+    public async Task<List<StoredEvent>> ClaimBatchAsync(int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        var claim = new NpgsqlBatchCommand(EventSql.ClaimBatch);
+        claim.Parameters.Add(new NpgsqlParameter<int>("limit", limit));
+        AddLeaseParameters(claim.Parameters);
+        return await ReadClaimedAsync(connection, claim, cancellationToken);
+    }
+
+    public async Task<ClaimByIdResult> ClaimByIdAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        var claim = new NpgsqlBatchCommand(EventSql.ClaimById);
+        claim.Parameters.Add(new NpgsqlParameter<Guid>("id", id));
+        AddLeaseParameters(claim.Parameters);
+        var claimed = await ReadClaimedAsync(connection, claim, cancellationToken);
+        if (claimed.Count == 1)
+        {
+            return new ClaimByIdResult(ProcessEventStatus.Processed, claimed[0], null);
+        }
+
+        await using var explain = new NpgsqlCommand(EventSql.ExplainUnclaimable, connection);
+        explain.Parameters.Add(new NpgsqlParameter<Guid>("id", id));
+        await using var reader = await explain.ExecuteReaderAsync(cancellationToken);
+        if (!await reader.ReadAsync(cancellationToken))
+        {
+            return new ClaimByIdResult(ProcessEventStatus.NotFound, null, null);
+        }
+
+        if (reader.GetBoolean(0))
+        {
+            return new ClaimByIdResult(ProcessEventStatus.AlreadyProcessed, null, null);
+        }
+
+        if (!reader.IsDBNull(2))
+        {
+            return new ClaimByIdResult(ProcessEventStatus.WaitingForEarlierEvent, null, reader.GetGuid(2));
+        }
+
+        // Held by a live lease, or locked for an instant by a completion in flight.
+        return new ClaimByIdResult(ProcessEventStatus.Held, null, null);
+    }
+
+    private void AddLeaseParameters(NpgsqlParameterCollection parameters)
+    {
+        parameters.Add(new NpgsqlParameter<string>("owner", options.InstanceName));
+        parameters.Add(new NpgsqlParameter<TimeSpan>("lease", options.LeaseDuration));
+    }
+
+    private static async Task<List<StoredEvent>> ReadClaimedAsync(
+        NpgsqlConnection connection,
+        NpgsqlBatchCommand claim,
+        CancellationToken cancellationToken)
+    {
+        // One round trip, one implicit transaction: the claim lock is held until the claim commits.
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            BatchCommands = { new NpgsqlBatchCommand(EventSql.TakeClaimLock), claim },
+        };
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        await reader.NextResultAsync(cancellationToken);
+        var claimed = new List<StoredEvent>();
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var id = reader.GetGuid(0);
+            claimed.Add(new StoredEvent(
+                Id: id,
+                EventType: reader.GetString(1),
+                AggregateId: reader.IsDBNull(2) ? null : reader.GetGuid(2),
+                AggregateType: reader.IsDBNull(3) ? null : reader.GetString(3),
+                Payload: reader.GetString(4),
+                Metadata: reader.GetString(5),
+                Version: reader.GetInt32(6),
+                CreatedAt: reader.GetFieldValue<DateTimeOffset>(7),
+                CreatedBy: reader.IsDBNull(8) ? null : reader.GetString(8),
+                TenantId: reader.IsDBNull(9) ? null : reader.GetString(9),
+                Attempt: reader.GetInt32(10),
+                CorrelationId: reader.IsDBNull(11) ? id.ToString() : reader.GetString(11)));
+        }
+
+        return claimed;
+    }
+}
+
+/// <summary>What became of a claim by id.</summary>
+internal sealed record ClaimByIdResult(ProcessEventStatus Status, StoredEvent? Event, Guid? WaitingFor);

@@ -1,0 +1,150 @@
+namespace EventProcessor.Storage;
+
+/// <summary>
+/// Every statement the engine runs against the events table, one constant per operation, named like the method
+/// that runs it. Every state change is fenced on the expected state and owner.
+/// </summary>
+internal static class EventSql
+{
+    /// <summary>
+    /// Serializes claims across every instance for the length of one claim (a few milliseconds). Without it, two
+    /// claims taken at once could each see the other's head-of-aggregate as free and split one aggregate's events
+    /// between them. Sent in the same round trip as the claim, in one implicit transaction.
+    /// </summary>
+    public const string TakeClaimLock = "SELECT pg_advisory_xact_lock(4571875329581024115)";
+
+    // The columns a claim returns, shared by both claims so that the reader has one shape to read.
+    private const string ClaimedColumns =
+        """
+        e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text AS payload,
+        coalesce(e.metadata, '{}'::jsonb)::text AS metadata, coalesce(e.version, 1) AS version, e.created_at,
+        e.created_by, e.tenant_id, e.attempts, e.metadata->>'correlation_id' AS correlation_id
+        """;
+
+    /// <summary>
+    /// Claims up to @limit due events in FIFO order and leases them to @owner. An event is due when it is not
+    /// processed, its backoff is over, and no one holds a live lease on it. Per-aggregate order: an event waits while
+    /// an earlier pending event of its aggregate waits for a retry or is held (or was held, and is being rescued);
+    /// earlier events that are due themselves come first in the same batch, so one batch can carry a run of one
+    /// aggregate. The attempt is counted here, committed before any handler runs.
+    /// </summary>
+    public const string ClaimBatch =
+        $"""
+        WITH due AS (
+          SELECT e.id
+          FROM events e
+          WHERE e.processed = false
+            AND e.next_attempt_at <= now()
+            AND (e.locked_until IS NULL OR e.locked_until < now())
+            AND NOT EXISTS (
+              SELECT 1 FROM events p
+              WHERE p.aggregate_id = e.aggregate_id
+                AND p.processed = false
+                AND (p.created_at, p.id) < (e.created_at, e.id)
+                AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL))
+          ORDER BY e.created_at, e.id
+          LIMIT @limit
+          FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+          UPDATE events e
+          SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease
+          FROM due
+          WHERE e.id = due.id
+          RETURNING {ClaimedColumns}
+        )
+        SELECT * FROM claimed ORDER BY created_at, id
+        """;
+
+    /// <summary>
+    /// Claims one event by id for an on-demand run: the same rules as <see cref="ClaimBatch"/> except that a
+    /// pending backoff is skipped, since someone asked for it now.
+    /// </summary>
+    public const string ClaimById =
+        $"""
+        UPDATE events e
+        SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease
+        WHERE e.id = (
+          SELECT c.id FROM events c
+          WHERE c.id = @id
+            AND c.processed = false
+            AND (c.locked_until IS NULL OR c.locked_until < now())
+            AND NOT EXISTS (
+              SELECT 1 FROM events p
+              WHERE p.aggregate_id = c.aggregate_id
+                AND p.processed = false
+                AND (p.created_at, p.id) < (c.created_at, c.id))
+          FOR UPDATE SKIP LOCKED)
+        RETURNING {ClaimedColumns}
+        """;
+
+    /// <summary>Why <see cref="ClaimById"/> claimed nothing: no row, processed, held, or waiting for an earlier event.</summary>
+    public const string ExplainUnclaimable =
+        """
+        SELECT e.processed,
+               (e.locked_until IS NOT NULL AND e.locked_until >= now()) AS held,
+               (SELECT p.id FROM events p
+                WHERE p.aggregate_id = e.aggregate_id AND p.processed = false
+                  AND (p.created_at, p.id) < (e.created_at, e.id)
+                ORDER BY p.created_at, p.id LIMIT 1) AS waiting_for
+        FROM events e WHERE e.id = @id
+        """;
+
+    /// <summary>
+    /// Writes the fate of a whole batch in one statement: completed, retry later, dead-lettered (and copied to
+    /// <c>event_dead_letters</c>), skipped, or released untouched (the attempt is given back). Each row is fenced on
+    /// owner and attempt, so a holder that lost its lease changes nothing. Follow-up events are inserted only for
+    /// events whose completion was applied. Outcome codes are <see cref="Processing.OutcomeKind"/>.
+    /// </summary>
+    public const string CompleteBatch =
+        """
+        WITH outcome AS (
+          SELECT * FROM unnest(@ids, @attempts, @kinds, @errors, @delays) AS o(id, attempts, kind, error, delay)
+        ), fated AS (
+          UPDATE events e
+          SET processed = o.kind IN (0, 2, 3),
+              processed_at = CASE WHEN o.kind IN (0, 2, 3) THEN now() END,
+              attempts = CASE WHEN o.kind = 4 THEN e.attempts - 1 ELSE e.attempts END,
+              next_attempt_at = CASE WHEN o.kind = 1 THEN now() + o.delay ELSE e.next_attempt_at END,
+              locked_by = NULL,
+              locked_until = NULL,
+              metadata = CASE o.kind
+                WHEN 1 THEN coalesce(e.metadata, '{}'::jsonb) || jsonb_build_object(
+                  'retry_count', o.attempts, 'last_error', o.error, 'next_attempt_at', now() + o.delay)
+                WHEN 2 THEN coalesce(e.metadata, '{}'::jsonb) || jsonb_build_object(
+                  'retry_count', o.attempts, 'last_error', o.error, 'dead_lettered', true)
+                WHEN 3 THEN coalesce(e.metadata, '{}'::jsonb) || jsonb_build_object(
+                  'skipped', true, 'skip_reason', o.error)
+                ELSE e.metadata END
+          FROM outcome o
+          WHERE e.id = o.id AND e.locked_by = @owner AND e.attempts = o.attempts AND e.processed = false
+          RETURNING e.id, o.kind, e.event_type, e.payload, o.error, o.attempts, e.created_at
+        ), dead AS (
+          INSERT INTO event_dead_letters (id, event_id, event_type, payload, error_message, retry_count, original_created_at)
+          SELECT gen_random_uuid(), f.id, f.event_type, f.payload, f.error, f.attempts, f.created_at
+          FROM fated f WHERE f.kind = 2
+        ), followed AS (
+          INSERT INTO events (id, event_type, aggregate_id, aggregate_type, payload, metadata, tenant_id, created_by)
+          SELECT n.id, n.event_type, n.aggregate_id, n.aggregate_type, n.payload::jsonb, n.metadata::jsonb, n.tenant_id,
+                 'event-processor'
+          FROM unnest(@new_ids, @new_causes, @new_types, @new_aggregate_ids, @new_aggregate_types, @new_payloads,
+                      @new_metadata, @new_tenants)
+               AS n(id, cause, event_type, aggregate_id, aggregate_type, payload, metadata, tenant_id)
+          JOIN fated f ON f.id = n.cause AND f.kind = 0
+        )
+        SELECT id FROM fated
+        """;
+
+    /// <summary>Renews the lease on everything this instance holds. Rows being completed right now are skipped, not waited for.</summary>
+    public const string RenewLeases =
+        """
+        UPDATE events SET locked_until = now() + @lease
+        WHERE id IN (SELECT id FROM events WHERE locked_by = @owner AND processed = false FOR UPDATE SKIP LOCKED)
+        """;
+
+    /// <summary>The backlog: how many events are pending and how old the oldest is.</summary>
+    public const string ReadBacklog =
+        """
+        SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_seconds
+        FROM events WHERE processed = false
+        """;
+}
