@@ -25,7 +25,7 @@ bindir() {
 # The server refuses to run as root: as root, run it as the postgres OS user.
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
