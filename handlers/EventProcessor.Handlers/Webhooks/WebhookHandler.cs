@@ -91,8 +91,9 @@ public sealed class WebhookHandler : IEventHandler<JsonElement>
             ? eventType.StartsWith(p[..^1], StringComparison.Ordinal)
             : string.Equals(p, eventType, StringComparison.Ordinal));
 
-    // The path only: query strings often carry tokens, and errors end up in logs and dead letters.
-    private static string Describe(Uri url) => url.GetLeftPart(UriPartial.Path);
+    // Scheme, host and path only: user info and query strings often carry credentials, and errors end up in logs
+    // and dead letters.
+    private static string Describe(Uri url) => url.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped);
 }
 
 /// <summary>A delivery that did not get a 2xx.</summary>

@@ -31,7 +31,7 @@ public static class WebhookRegistration
             {
                 builder.AddHandler(
                     pattern,
-                    $"POST to webhook {new Uri(subscription.Url).GetLeftPart(UriPartial.Authority)}",
+                    $"POST to webhook {new Uri(subscription.Url).GetComponents(UriComponents.SchemeAndServer, UriFormat.UriEscaped)}",
                     services => new WebhookHandler(
                         subscription,
                         pattern,
@@ -71,7 +71,7 @@ public static class WebhookRegistration
         }
         catch (FormatException)
         {
-            throw new WebhookConfigurationException($"{prefix}__Secret starts with 'whsec_' but the rest is not base64.");
+            throw new WebhookConfigurationException($"{prefix}__Secret starts with 'whsec_' but the rest is not non-empty base64.");
         }
 
         if (subscription.TimeoutMs is < 1 or > 3_600_000)

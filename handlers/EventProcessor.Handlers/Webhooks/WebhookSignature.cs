@@ -17,14 +17,17 @@ public static class WebhookSignature
             return Encoding.UTF8.GetBytes(secret);
         }
 
+        byte[] key;
         try
         {
-            return Convert.FromBase64String(secret[SecretPrefix.Length..]);
+            key = Convert.FromBase64String(secret[SecretPrefix.Length..]);
         }
         catch (FormatException)
         {
             throw new FormatException("A webhook secret that starts with 'whsec_' must be base64 after the prefix.");
         }
+
+        return key.Length > 0 ? key : throw new FormatException("A webhook secret that starts with 'whsec_' needs key bytes after the prefix.");
     }
 
     /// <summary>The value of the <c>webhook-signature</c> header.</summary>

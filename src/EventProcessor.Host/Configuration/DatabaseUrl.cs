@@ -13,6 +13,11 @@ internal static class DatabaseUrl
             throw new SettingsException("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database.");
         }
 
+        if (uri.Host.Length == 0)
+        {
+            throw new SettingsException("DATABASE_URL is invalid: it names no host; expected postgres://user:password@host:5432/database.");
+        }
+
         var builder = new NpgsqlConnectionStringBuilder
         {
             Host = uri.Host,
@@ -35,13 +40,24 @@ internal static class DatabaseUrl
         {
             var parts = pair.Split('=', 2);
             var key = Uri.UnescapeDataString(parts[0]);
-            try
+            if (parts.Length != 2)
             {
-                builder[key] = parts.Length == 2 ? Uri.UnescapeDataString(parts[1]) : "true";
+                throw new SettingsException($"DATABASE_URL parameter '{key}' has no value; write {key}=value.");
             }
-            catch (ArgumentException)
+
+            if (!builder.ContainsKey(key))
             {
                 throw new SettingsException($"DATABASE_URL has a parameter Npgsql does not know: '{key}'.");
+            }
+
+            try
+            {
+                builder[key] = Uri.UnescapeDataString(parts[1]);
+            }
+            catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidCastException)
+            {
+                // The value is not echoed: it may be a password.
+                throw new SettingsException($"DATABASE_URL parameter '{key}' has an invalid value.");
             }
         }
 

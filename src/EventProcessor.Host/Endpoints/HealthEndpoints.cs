@@ -5,15 +5,23 @@ namespace EventProcessor.Host.Endpoints;
 /// <summary><c>GET /health</c>: the seed's body, plus the backlog and skipped count. Always open, for probes.</summary>
 internal static class HealthEndpoints
 {
-    private static readonly DateTimeOffset StartedAt = DateTimeOffset.UtcNow;
-
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/health", GetHealthAsync).AllowAnonymous();
+        // Uptime counts from when this service mapped its endpoints, not from the first probe.
+        var startedAt = endpoints.ServiceProvider.GetRequiredService<TimeProvider>().GetUtcNow();
+        endpoints.MapGet(
+                "/health",
+                (EventEngine engine, TimeProvider timeProvider, CancellationToken cancellationToken) =>
+                    GetHealthAsync(engine, timeProvider, startedAt, cancellationToken))
+            .AllowAnonymous();
         return endpoints;
     }
 
-    private static async Task<IResult> GetHealthAsync(EventEngine engine, TimeProvider timeProvider, CancellationToken cancellationToken)
+    private static async Task<IResult> GetHealthAsync(
+        EventEngine engine,
+        TimeProvider timeProvider,
+        DateTimeOffset startedAt,
+        CancellationToken cancellationToken)
     {
         Backlog? backlog = null;
         string? problem = null;
@@ -36,7 +44,7 @@ internal static class HealthEndpoints
             Status: problem is null ? "healthy" : "unhealthy",
             Service: "event-processor",
             Timestamp: now,
-            Uptime: (long)(now - StartedAt).TotalSeconds,
+            Uptime: (long)(now - startedAt).TotalSeconds,
             Stats: new HealthStats(
                 stats.TotalProcessed,
                 stats.SuccessCount,
