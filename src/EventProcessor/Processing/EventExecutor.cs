@@ -1,6 +1,7 @@
 using System.Text.Json;
 using EventProcessor.Handling;
 using EventProcessor.Retries;
+using EventProcessor.Validation;
 using Microsoft.Extensions.Logging;
 
 namespace EventProcessor.Processing;
@@ -12,6 +13,7 @@ namespace EventProcessor.Processing;
 internal sealed class EventExecutor(
     HandlerRegistry registry,
     RetrySchedule retrySchedule,
+    IEnumerable<IEventPayloadValidator> validators,
     EventProcessorOptions options,
     TimeProvider timeProvider,
     ILogger<EventExecutor> logger)
@@ -22,6 +24,7 @@ internal sealed class EventExecutor(
     private const int MaxErrorLength = 4_000;
 
     private readonly HashSet<string> _skippedTypesLogged = new(StringComparer.Ordinal);
+    private readonly IEventPayloadValidator[] _validators = [.. validators];
 
     /// <param name="attempt">The claimed event.</param>
     /// <param name="session">The batch's database session.</param>
@@ -48,6 +51,16 @@ internal sealed class EventExecutor(
         {
             LogSkipped(storedEvent.EventType);
             return ExecutionResult.Skipped($"No handler is registered for event type '{storedEvent.EventType}'.");
+        }
+
+        foreach (var validator in _validators)
+        {
+            var violations = validator.Validate(storedEvent.EventType, storedEvent.Payload);
+            if (violations.Count > 0)
+            {
+                return ExecutionResult.DeadLettered(Truncate(
+                    $"Payload violates the schema of '{storedEvent.EventType}': {string.Join("; ", violations)}"));
+            }
         }
 
         var payloads = new object?[handlers.Count];
