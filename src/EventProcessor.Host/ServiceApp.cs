@@ -1,6 +1,8 @@
 using EventProcessor.Handlers.Webhooks;
 using EventProcessor.Host.Configuration;
 using EventProcessor.Host.Endpoints;
+using EventProcessor.Ingress;
+using EventProcessor.Ingress.Clients;
 using EventProcessor.Migrations;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -30,6 +32,7 @@ internal static class ServiceApp
                 .AddEventProcessor(settings.Apply)
                 .AddHandlersFromAssembly(typeof(WebhookHandler).Assembly)
                 .AddWebhooks(builder.Configuration);
+            builder.Services.AddEventIngress(ingress => settings.Apply(ingress, builder.Configuration));
         }
         catch (Exception exception) when (exception is SettingsException or WebhookConfigurationException)
         {
@@ -37,7 +40,11 @@ internal static class ServiceApp
         }
 
         builder.AddServiceLogging(settings);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(settings.BindAddress, settings.Port));
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(settings.BindAddress, settings.Port);
+            kestrel.Limits.MaxRequestBodySize = settings.MaxBodyBytes;
+        });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(settings);
         builder.Services.AddProblemDetails();
@@ -47,6 +54,7 @@ internal static class ServiceApp
         app.UseStatusCodePages();
         app.MapHealthEndpoints();
         app.MapAdminEndpoints();
+        app.MapIngressEndpoints();
         return app;
     }
 
@@ -60,6 +68,11 @@ internal static class ServiceApp
             if (settings.RunMigrations)
             {
                 await SchemaMigrator.MigrateAsync(settings.ConnectionString, app.Lifetime.ApplicationStopping);
+            }
+
+            if (app.Environment.IsDevelopment())
+            {
+                await app.Services.GetRequiredService<ClientStore>().SeedDevelopmentClientsAsync(app.Lifetime.ApplicationStopping);
             }
 
             await app.RunAsync();

@@ -1,4 +1,5 @@
 using System.Globalization;
+using EventProcessor.Ingress;
 using Npgsql;
 using Serilog.Events;
 
@@ -24,7 +25,10 @@ internal sealed record ServiceSettings(
     int LeaseMs,
     bool RunMigrations,
     string ConnectionString,
-    string? AdminApiKey)
+    string? AdminApiKey,
+    int MaxBodyBytes,
+    int MaxDecompressedBytes,
+    int MaxJsonDepth)
 {
     public static ServiceSettings Load(IConfiguration configuration)
     {
@@ -44,7 +48,10 @@ internal sealed record ServiceSettings(
             LeaseMs: Int(configuration, "LEASE_MS", 30_000, 1_000, 3_600_000),
             RunMigrations: Bool(configuration, "RUN_MIGRATIONS", true),
             ConnectionString: ConnectionStringFrom(configuration),
-            AdminApiKey: string.IsNullOrEmpty(configuration["ADMIN_API_KEY"]) ? null : configuration["ADMIN_API_KEY"]);
+            AdminApiKey: string.IsNullOrEmpty(configuration["ADMIN_API_KEY"]) ? null : configuration["ADMIN_API_KEY"],
+            MaxBodyBytes: Int(configuration, "MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
+            MaxDecompressedBytes: Int(configuration, "MAX_DECOMPRESSED_BYTES", 8 * 1024 * 1024, 1024, 256 * 1024 * 1024),
+            MaxJsonDepth: Int(configuration, "MAX_JSON_DEPTH", 64, 2, 1_000));
     }
 
     public void Apply(EventProcessorOptions options)
@@ -59,6 +66,28 @@ internal sealed record ServiceSettings(
         options.RetryBackoffFactor = RetryBackoffFactor;
         options.HandlerTimeout = TimeSpan.FromMilliseconds(HandlerTimeoutMs);
         options.LeaseDuration = TimeSpan.FromMilliseconds(LeaseMs);
+    }
+
+    public void Apply(IngressOptions options, IConfiguration configuration)
+    {
+        options.ConnectionString = ConnectionString;
+        options.Limits.MaxBodyBytes = MaxBodyBytes;
+        options.Limits.MaxDecompressedBytes = MaxDecompressedBytes;
+        options.Limits.MaxJsonDepth = MaxJsonDepth;
+        configuration.GetSection("Sqs").Bind(options.Sqs);
+        for (var i = 0; i < options.Sqs.Queues.Count; i++)
+        {
+            if (!Uri.TryCreate(options.Sqs.Queues[i].Url, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            {
+                throw new SettingsException(
+                    $"Sqs__Queues__{i}__Url='{options.Sqs.Queues[i].Url}' is invalid: expected a queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/events.");
+            }
+        }
+
+        if (options.Sqs.WaitTimeSeconds is < 0 or > 20)
+        {
+            throw new SettingsException($"Sqs__WaitTimeSeconds='{options.Sqs.WaitTimeSeconds}' is invalid: expected 0 to 20.");
+        }
     }
 
     /// <summary>

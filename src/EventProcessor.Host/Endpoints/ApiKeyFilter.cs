@@ -32,7 +32,15 @@ internal sealed class ApiKeyFilter(ServiceSettings settings) : IEndpointFilter
         return await next(context);
     }
 
-    private static string? PresentedKey(HttpRequest request)
+    /// <summary>Whether <paramref name="presented"/> is the configured admin key (constant time).</summary>
+    public static bool IsAdminKey(ServiceSettings settings, string presented) =>
+        settings.AdminApiKey is { } key
+        && CryptographicOperations.FixedTimeEquals(
+            SHA256.HashData(Encoding.UTF8.GetBytes(presented)),
+            SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+
+    /// <summary>The key in <c>X-API-Key</c>, else in <c>Authorization: Bearer</c>; null when neither is there.</summary>
+    public static string? PresentedKey(HttpRequest request)
     {
         if (request.Headers.TryGetValue("X-API-Key", out var apiKey) && !string.IsNullOrEmpty(apiKey))
         {

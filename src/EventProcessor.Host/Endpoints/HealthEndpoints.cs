@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using EventProcessor.Ingress.Writing;
 
 namespace EventProcessor.Host.Endpoints;
 
@@ -11,14 +12,15 @@ internal static class HealthEndpoints
         var startedAt = endpoints.ServiceProvider.GetRequiredService<TimeProvider>().GetUtcNow();
         endpoints.MapGet(
                 "/health",
-                (EventEngine engine, TimeProvider timeProvider, CancellationToken cancellationToken) =>
-                    GetHealthAsync(engine, timeProvider, startedAt, cancellationToken))
+                (EventEngine engine, IngressStats ingress, TimeProvider timeProvider, CancellationToken cancellationToken) =>
+                    GetHealthAsync(engine, ingress, timeProvider, startedAt, cancellationToken))
             .AllowAnonymous();
         return endpoints;
     }
 
     private static async Task<IResult> GetHealthAsync(
         EventEngine engine,
+        IngressStats ingress,
         TimeProvider timeProvider,
         DateTimeOffset startedAt,
         CancellationToken cancellationToken)
@@ -61,6 +63,7 @@ internal static class HealthEndpoints
                 options.EnablePolling),
             Registry: new HealthRegistry(engine.Registry.Registrations.Count, engine.Registry.EventTypes),
             Backlog: backlog is null ? null : new HealthBacklog(backlog.Pending, backlog.OldestPendingAgeSeconds),
+            Ingress: new HealthIngress(ingress.Written, ingress.Duplicates, ingress.Rejected),
             Error: problem);
         return Results.Json(body, statusCode: problem is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
@@ -74,6 +77,7 @@ internal static class HealthEndpoints
         HealthConfig Config,
         HealthRegistry Registry,
         HealthBacklog? Backlog,
+        HealthIngress Ingress,
         [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error);
 
     internal sealed record HealthStats(
@@ -89,6 +93,9 @@ internal static class HealthEndpoints
     internal sealed record HealthConfig(long PollIntervalMs, int BatchSize, int MaxRetries, bool PollingEnabled);
 
     internal sealed record HealthRegistry(int TotalHandlers, IReadOnlyList<string> EventTypes);
+
+    /// <summary>What the ingress doors did since start-up: rows written, redeliveries recognised, deliveries refused.</summary>
+    internal sealed record HealthIngress(long Written, long Duplicates, long Rejected);
 
     internal sealed record HealthBacklog(long Pending, double? OldestPendingAgeSeconds);
 }

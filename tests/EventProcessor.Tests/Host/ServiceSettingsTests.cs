@@ -69,12 +69,15 @@ public sealed class ServiceSettingsTests
             ("HANDLER_TIMEOUT_MS", "500"),
             ("LEASE_MS", "5000"),
             ("RUN_MIGRATIONS", "0"),
-            ("ADMIN_API_KEY", "k"));
+            ("ADMIN_API_KEY", "k"),
+            ("MAX_BODY_BYTES", "2048"),
+            ("MAX_DECOMPRESSED_BYTES", "4096"),
+            ("MAX_JSON_DEPTH", "8"));
 
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k")));
+                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
@@ -96,6 +99,9 @@ public sealed class ServiceSettingsTests
     [TestCase("RETRY_BACKOFF_FACTOR", "fast")]
     [TestCase("HANDLER_TIMEOUT_MS", "0")]
     [TestCase("LEASE_MS", "999")]
+    [TestCase("MAX_BODY_BYTES", "10")]
+    [TestCase("MAX_DECOMPRESSED_BYTES", "x")]
+    [TestCase("MAX_JSON_DEPTH", "1")]
     [TestCase("DATABASE_URL", "mysql://x")]
     [TestCase("DATABASE_URL", "not a url")]
     public void An_invalid_value_throws_naming_the_setting(string key, string value)

@@ -1,0 +1,227 @@
+using System.Text.Json.Serialization;
+using EventProcessor.Host.Configuration;
+using EventProcessor.Ingress;
+using EventProcessor.Ingress.Classification;
+using EventProcessor.Ingress.Clients;
+using Microsoft.AspNetCore.Http.Features;
+using Npgsql;
+
+namespace EventProcessor.Host.Endpoints;
+
+/// <summary>
+/// Door 1: <c>POST /process</c> takes one raw Lambda event (admin key), <c>POST /events</c> takes this product's
+/// envelope, one or an array (a client's key, or the admin key). Both answer 202 with the ids written and how many
+/// were already there, or a problem+json 4xx that says what to fix; nothing is written unless all of it is accepted.
+/// </summary>
+internal static class IngressEndpoints
+{
+    public static IEndpointRouteBuilder MapIngressEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapPost("/process", ProcessAsync).AddEndpointFilter<ApiKeyFilter>();
+        endpoints.MapPost("/events", PublishAsync);
+        return endpoints;
+    }
+
+    private static async Task<IResult> ProcessAsync(
+        HttpRequest request, EventClassifier classifier, EventIngress ingress, EventEngine engine, CancellationToken cancellationToken)
+    {
+        var (body, tooLarge) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
+        if (tooLarge is not null)
+        {
+            return tooLarge;
+        }
+
+        return await AcceptAsync(
+            () => classifier.ClassifyLambdaEvent(body),
+            "ingress:http",
+            ingress,
+            engine,
+            cancellationToken);
+    }
+
+    private static async Task<IResult> PublishAsync(
+        HttpRequest request,
+        EventClassifier classifier,
+        EventIngress ingress,
+        EventEngine engine,
+        ClientStore clients,
+        ServiceSettings settings,
+        CancellationToken cancellationToken)
+    {
+        var (tenantId, refused) = await IdentifyAsync(request, settings, clients, cancellationToken);
+        if (refused is not null)
+        {
+            return refused;
+        }
+
+        var (body, tooLarge) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
+        if (tooLarge is not null)
+        {
+            return tooLarge;
+        }
+
+        return await AcceptAsync(
+            () => new Classification(classifier.ClassifyEnvelopes(body, tenantId)),
+            tenantId is null ? "ingress:http" : $"client:{tenantId}",
+            ingress,
+            engine,
+            cancellationToken);
+    }
+
+    private static async Task<IResult> AcceptAsync(
+        Func<Classification> classify, string createdBy, EventIngress ingress, EventEngine engine, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Classification classification;
+            try
+            {
+                classification = classify();
+            }
+            catch (IngressRejectedException)
+            {
+                ingress.RecordRejected();
+                throw;
+            }
+
+            var receipt = await ingress.AcceptAsync(classification.Events, createdBy, cancellationToken);
+            if (receipt.Written > 0)
+            {
+                engine.Wake();
+            }
+
+            return Results.Json(
+                new IngressResponse(receipt.Ids, receipt.Written, receipt.Duplicates, classification.Acknowledged),
+                statusCode: StatusCodes.Status202Accepted);
+        }
+        catch (IngressRejectedException rejected)
+        {
+            return Rejected(rejected);
+        }
+        catch (PostgresException exception) when (exception.SqlState.StartsWith("22", StringComparison.Ordinal))
+        {
+            // A data exception: the row itself is what PostgreSQL refuses (a number jsonb cannot hold, say).
+            ingress.RecordRejected();
+            return Results.Problem(
+                statusCode: StatusCodes.Status400BadRequest,
+                title: "Payload cannot be stored",
+                detail: $"PostgreSQL refused the event: {exception.MessageText}");
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+        {
+            return Results.Problem(
+                statusCode: StatusCodes.Status503ServiceUnavailable,
+                title: "Database unavailable",
+                detail: "The database cannot be reached right now; nothing was written. Try again shortly: the same delivery is recognised and written once.");
+        }
+    }
+
+    /// <summary>
+    /// Who is publishing: a client (its id becomes the events' tenant), the admin (no tenant), or, when no
+    /// <c>ADMIN_API_KEY</c> is configured, anyone (no tenant). An unknown key is refused rather than ignored.
+    /// </summary>
+    private static async Task<(string? TenantId, IResult? Refused)> IdentifyAsync(
+        HttpRequest request, ServiceSettings settings, ClientStore clients, CancellationToken cancellationToken)
+    {
+        var key = ApiKeyFilter.PresentedKey(request);
+        if (key is null)
+        {
+            return settings.AdminApiKey is null
+                ? (null, null)
+                : (null, Unauthorized("This endpoint needs a client's API key (or the admin key) in X-API-Key or as Authorization: Bearer <key>."));
+        }
+
+        if (ApiKeyFilter.IsAdminKey(settings, key))
+        {
+            return (null, null);
+        }
+
+        var client = await clients.FindByApiKeyAsync(key, cancellationToken);
+        if (client is null)
+        {
+            return (null, Unauthorized("The API key belongs to no client. Create one with: EventProcessor.Host clients add --id ID --types TYPE[,TYPE]."));
+        }
+
+        return client.Active
+            ? (client.Id, null)
+            : (null, Results.Problem(
+                statusCode: StatusCodes.Status403Forbidden,
+                title: "Client disabled",
+                detail: $"Client '{client.Id}' is disabled; its key no longer publishes."));
+    }
+
+    private static async Task<(byte[] Body, IResult? TooLarge)> ReadBodyAsync(
+        HttpRequest request, int limit, EventIngress ingress, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength > limit)
+        {
+            ingress.RecordRejected();
+            return ([], TooLarge(request.ContentLength.Value, limit));
+        }
+
+        // A chunked body has no length up front: read it, and stop one byte past the limit.
+        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = limit + 1L;
+        }
+
+        using var buffer = new MemoryStream();
+        var chunk = new byte[16 * 1024];
+        int read;
+        try
+        {
+            while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+            {
+                if (buffer.Length + read > limit)
+                {
+                    ingress.RecordRejected();
+                    return ([], TooLarge(null, limit));
+                }
+
+                buffer.Write(chunk, 0, read);
+            }
+        }
+        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            ingress.RecordRejected();
+            return ([], TooLarge(null, limit));
+        }
+
+        return (buffer.ToArray(), null);
+    }
+
+    private static IResult Rejected(IngressRejectedException rejected)
+    {
+        var (status, title) = rejected.Rejection switch
+        {
+            IngressRejection.TooLarge => (StatusCodes.Status413PayloadTooLarge, "Payload too large"),
+            IngressRejection.Forbidden => (StatusCodes.Status403Forbidden, "Event type not allowed for this client"),
+            IngressRejection.SchemaViolation => (StatusCodes.Status422UnprocessableEntity, "Schema violation"),
+            _ => (StatusCodes.Status400BadRequest, "Malformed event"),
+        };
+        return Results.Problem(
+            statusCode: status,
+            title: title,
+            detail: rejected.Message,
+            extensions: rejected.Violations.Count == 0
+                ? null
+                : new Dictionary<string, object?> { ["violations"] = rejected.Violations });
+    }
+
+    private static IResult TooLarge(long? size, int limit) =>
+        Results.Problem(
+            statusCode: StatusCodes.Status413PayloadTooLarge,
+            title: "Payload too large",
+            detail: size is { } known
+                ? $"The body is {known} bytes, over the limit of {limit} (MAX_BODY_BYTES)."
+                : $"The body is over the limit of {limit} bytes (MAX_BODY_BYTES).");
+
+    private static IResult Unauthorized(string detail) =>
+        Results.Problem(statusCode: StatusCodes.Status401Unauthorized, title: "Unauthorized", detail: detail);
+
+    internal sealed record IngressResponse(
+        IReadOnlyList<Guid> Ids,
+        int Written,
+        int Duplicates,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Acknowledged);
+}

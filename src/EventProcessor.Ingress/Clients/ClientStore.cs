@@ -1,0 +1,166 @@
+using System.Buffers.Text;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using Dapper;
+using Npgsql;
+
+namespace EventProcessor.Ingress.Clients;
+
+/// <summary>The <c>clients</c> table: adds, finds and disables the publishers of events.</summary>
+public sealed partial class ClientStore(NpgsqlDataSource dataSource)
+{
+    /// <summary>The seed's three sample clients, seeded in Development only, with keys that are public on purpose.</summary>
+    public static readonly IReadOnlyList<(string Id, string[] Types, string ApiKey)> DevelopmentClients =
+    [
+        ("client-001", ["integration"], "epk_dev_client_001_not_secret"),
+        ("client-002", ["transaction", "integration"], "epk_dev_client_002_not_secret"),
+        ("client-003", ["transaction", "integration"], "epk_dev_client_003_not_secret"),
+    ];
+
+    private const string SelectColumns =
+        "id AS Id, name AS Name, allowed_event_types AS AllowedEventTypes, active AS Active, created_at AS CreatedAt";
+
+    /// <summary>Adds a client and returns it with its new API key, which is stored only as a hash.</summary>
+    /// <exception cref="ClientException">The id or types are invalid, or the id is taken.</exception>
+    public async Task<(Client Client, string ApiKey)> AddAsync(
+        string id, string? name, IReadOnlyCollection<string> allowedEventTypes, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(allowedEventTypes);
+        Validate(id, allowedEventTypes);
+        var apiKey = NewApiKey();
+        var client = await InsertAsync(id, name ?? id, allowedEventTypes, apiKey, cancellationToken)
+            ?? throw new ClientException($"A client with id '{id}' already exists.");
+        return (client, apiKey);
+    }
+
+    /// <summary>Every client, oldest first.</summary>
+    public async Task<IReadOnlyList<Client>> ListAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var clients = await connection.QueryAsync<Client>(new CommandDefinition(
+            $"SELECT {SelectColumns} FROM clients ORDER BY created_at, id", cancellationToken: cancellationToken));
+        return clients.AsList();
+    }
+
+    /// <summary>Disables a client: its key stops working at once. False when there is no such client.</summary>
+    public async Task<bool> DisableAsync(string id, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var found = await connection.ExecuteScalarAsync<string?>(new CommandDefinition(
+            """
+            UPDATE clients SET active = false, disabled_at = coalesce(disabled_at, now())
+            WHERE id = @id
+            RETURNING id
+            """,
+            new { id },
+            cancellationToken: cancellationToken));
+        return found is not null;
+    }
+
+    /// <summary>The client whose key this is, active or not; null for a key no client has.</summary>
+    public async Task<Client?> FindByApiKeyAsync(string apiKey, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(apiKey);
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<Client>(new CommandDefinition(
+            $"SELECT {SelectColumns} FROM clients WHERE api_key_hash = @hash",
+            new { hash = Hash(apiKey) },
+            cancellationToken: cancellationToken));
+    }
+
+    /// <summary>The clients with these ids that exist, by id.</summary>
+    public async Task<IReadOnlyDictionary<string, Client>> FindAsync(
+        IReadOnlyCollection<string> ids, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Count == 0)
+        {
+            return new Dictionary<string, Client>();
+        }
+
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var clients = await connection.QueryAsync<Client>(new CommandDefinition(
+            $"SELECT {SelectColumns} FROM clients WHERE id = ANY(@ids)",
+            new { ids = ids.ToArray() },
+            cancellationToken: cancellationToken));
+        return clients.ToDictionary(c => c.Id, StringComparer.Ordinal);
+    }
+
+    /// <summary>Adds the seed's sample clients with their public development keys, unless they exist.</summary>
+    public async Task SeedDevelopmentClientsAsync(CancellationToken cancellationToken = default)
+    {
+        foreach (var (id, types, apiKey) in DevelopmentClients)
+        {
+            await InsertAsync(id, $"{id} (development sample)", types, apiKey, cancellationToken);
+        }
+    }
+
+    private async Task<Client?> InsertAsync(
+        string id, string name, IReadOnlyCollection<string> types, string apiKey, CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        return await connection.QuerySingleOrDefaultAsync<Client>(new CommandDefinition(
+            $"""
+            INSERT INTO clients (id, name, api_key_hash, allowed_event_types)
+            VALUES (@id, @name, @hash, @types)
+            ON CONFLICT DO NOTHING
+            RETURNING {SelectColumns}
+            """,
+            new { id, name, hash = Hash(apiKey), types = types.ToArray() },
+            cancellationToken: cancellationToken));
+    }
+
+    private static void Validate(string id, IReadOnlyCollection<string> types)
+    {
+        if (string.IsNullOrEmpty(id) || id.Length > 100 || !IdPattern().IsMatch(id))
+        {
+            throw new ClientException(
+                $"Client id '{id}' is invalid: use 1 to 100 letters, digits, '.', '_' or '-'.");
+        }
+
+        if (types.Count == 0)
+        {
+            throw new ClientException("A client needs at least one allowed event type (a type, a 'prefix*' pattern or '*').");
+        }
+
+        foreach (var type in types)
+        {
+            if (string.IsNullOrWhiteSpace(type) || type.Length > EventProcessor.Ingress.Classification.EventClassifier.MaxEventTypeLength
+                || type.Any(char.IsWhiteSpace) || type.IndexOf('*', StringComparison.Ordinal) is >= 0 and var star && star != type.Length - 1)
+            {
+                throw new ClientException(
+                    $"Event type '{type}' is invalid: give a type such as user.created, a pattern such as user.*, or *.");
+            }
+        }
+    }
+
+    /// <summary>A new key: <c>epk_</c> and 256 random bits, URL-safe.</summary>
+    private static string NewApiKey() => "epk_" + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
+
+    internal static byte[] Hash(string apiKey) => SHA256.HashData(Encoding.UTF8.GetBytes(apiKey));
+
+    [GeneratedRegex("^[A-Za-z0-9._-]+$")]
+    private static partial Regex IdPattern();
+}
+
+/// <summary>A client cannot be added as asked; the message says why.</summary>
+public sealed class ClientException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public ClientException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public ClientException()
+    {
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public ClientException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

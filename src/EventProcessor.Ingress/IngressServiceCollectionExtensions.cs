@@ -1,0 +1,86 @@
+using Amazon;
+using Amazon.SQS;
+using EventProcessor.Ingress.Classification;
+using EventProcessor.Ingress.Clients;
+using EventProcessor.Ingress.Sqs;
+using EventProcessor.Ingress.Writing;
+using EventProcessor.Validation;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace EventProcessor.Ingress;
+
+/// <summary>Adds the ingress doors to an application.</summary>
+public static class IngressServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the classifier, the client store, the writer and <see cref="EventIngress"/>; and, when queues are
+    /// configured, the SQS worker. Payloads are checked by every registered <see cref="IEventPayloadValidator"/>.
+    /// </summary>
+    public static IServiceCollection AddEventIngress(this IServiceCollection services, Action<IngressOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new IngressOptions();
+        configure(options);
+        if (string.IsNullOrWhiteSpace(options.ConnectionString))
+        {
+            throw new ArgumentException("IngressOptions.ConnectionString is required.", nameof(configure));
+        }
+
+        services.AddSingleton(options);
+        services.AddSingleton(options.Limits);
+        services.AddSingleton(new IngressDatabase(options.ConnectionString));
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<EventClassifier>();
+        services.AddSingleton<IngressStats>();
+        services.AddSingleton(sp => new ClientStore(sp.GetRequiredService<IngressDatabase>().DataSource));
+        services.AddSingleton(sp => new IngressWriter(sp.GetRequiredService<IngressDatabase>().DataSource, sp.GetRequiredService<IngressStats>()));
+        services.AddSingleton<EventIngress>();
+
+        if (options.Sqs.Queues.Count > 0)
+        {
+            services.TryAddSingleton<IAmazonSQS>(_ => CreateClient(options.Sqs));
+            services.AddHostedService(sp => new SqsIngressWorker(
+                sp.GetRequiredService<IAmazonSQS>(),
+                options.Sqs,
+                sp.GetRequiredService<EventClassifier>(),
+                sp.GetRequiredService<EventIngress>(),
+                sp.GetRequiredService<IngressWriter>(),
+                sp.GetService<EventEngine>() is { } engine ? engine.Wake : null,
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILogger<SqsIngressWorker>>()));
+        }
+
+        return services;
+    }
+
+    private static AmazonSQSClient CreateClient(SqsIngressOptions options)
+    {
+        var config = new AmazonSQSConfig();
+        if (!string.IsNullOrWhiteSpace(options.ServiceUrl))
+        {
+            config.ServiceURL = options.ServiceUrl;
+            config.AuthenticationRegion = options.Region;
+        }
+        else if (!string.IsNullOrWhiteSpace(options.Region))
+        {
+            config.RegionEndpoint = RegionEndpoint.GetBySystemName(options.Region);
+        }
+
+        return new AmazonSQSClient(config);
+    }
+}
+
+/// <summary>The ingress path's own connection pool.</summary>
+internal sealed class IngressDatabase(string connectionString) : IAsyncDisposable
+{
+    public NpgsqlDataSource DataSource { get; } = new NpgsqlDataSourceBuilder(connectionString)
+    {
+        ConnectionStringBuilder = { ApplicationName = "event-processor-ingress" },
+    }.Build();
+
+    public ValueTask DisposeAsync() => DataSource.DisposeAsync();
+}
