@@ -1,9 +1,12 @@
 using EventProcessor.Host;
 using EventProcessor.Host.Commands;
 
-if (args is ["migrate", ..])
+switch (args)
 {
-    return await MigrateCommand.RunAsync(args[1..]);
+    case ["migrate", ..]:
+        return await MigrateCommand.RunAsync(args[1..]);
+    case ["clients", .. var clientArgs]:
+        return await ClientsCommand.RunAsync(clientArgs, Console.Out, Console.Error);
 }
 
 WebApplication app;

@@ -38,9 +38,9 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
     public async Task<IReadOnlyList<Client>> ListAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var clients = await connection.QueryAsync<Client>(new CommandDefinition(
+        var clients = await connection.QueryAsync<ClientRow>(new CommandDefinition(
             $"SELECT {SelectColumns} FROM clients ORDER BY created_at, id", cancellationToken: cancellationToken));
-        return clients.AsList();
+        return clients.Select(c => c.ToClient()).ToList();
     }
 
     /// <summary>Disables a client: its key stops working at once. False when there is no such client.</summary>
@@ -63,10 +63,11 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
     {
         ArgumentNullException.ThrowIfNull(apiKey);
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<Client>(new CommandDefinition(
+        var row = await connection.QuerySingleOrDefaultAsync<ClientRow>(new CommandDefinition(
             $"SELECT {SelectColumns} FROM clients WHERE api_key_hash = @hash",
             new { hash = Hash(apiKey) },
             cancellationToken: cancellationToken));
+        return row?.ToClient();
     }
 
     /// <summary>The clients with these ids that exist, by id.</summary>
@@ -80,11 +81,11 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
         }
 
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        var clients = await connection.QueryAsync<Client>(new CommandDefinition(
+        var clients = await connection.QueryAsync<ClientRow>(new CommandDefinition(
             $"SELECT {SelectColumns} FROM clients WHERE id = ANY(@ids)",
             new { ids = ids.ToArray() },
             cancellationToken: cancellationToken));
-        return clients.ToDictionary(c => c.Id, StringComparer.Ordinal);
+        return clients.ToDictionary(c => c.Id, c => c.ToClient(), StringComparer.Ordinal);
     }
 
     /// <summary>Adds the seed's sample clients with their public development keys, unless they exist.</summary>
@@ -100,7 +101,7 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
         string id, string name, IReadOnlyCollection<string> types, string apiKey, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
-        return await connection.QuerySingleOrDefaultAsync<Client>(new CommandDefinition(
+        var row = await connection.QuerySingleOrDefaultAsync<ClientRow>(new CommandDefinition(
             $"""
             INSERT INTO clients (id, name, api_key_hash, allowed_event_types)
             VALUES (@id, @name, @hash, @types)
@@ -109,6 +110,7 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
             """,
             new { id, name, hash = Hash(apiKey), types = types.ToArray() },
             cancellationToken: cancellationToken));
+        return row?.ToClient();
     }
 
     private static void Validate(string id, IReadOnlyCollection<string> types)
@@ -139,6 +141,21 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
     private static string NewApiKey() => "epk_" + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
 
     internal static byte[] Hash(string apiKey) => SHA256.HashData(Encoding.UTF8.GetBytes(apiKey));
+
+    private sealed class ClientRow
+    {
+        public string Id { get; init; } = "";
+
+        public string Name { get; init; } = "";
+
+        public string[] AllowedEventTypes { get; init; } = [];
+
+        public bool Active { get; init; }
+
+        public DateTime CreatedAt { get; init; }
+
+        public Client ToClient() => new(Id, Name, AllowedEventTypes, Active, new DateTimeOffset(CreatedAt, TimeSpan.Zero));
+    }
 
     [GeneratedRegex("^[A-Za-z0-9._-]+$")]
     private static partial Regex IdPattern();
