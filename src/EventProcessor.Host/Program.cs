@@ -6,7 +6,9 @@ switch (args)
     case ["migrate", ..]:
         return await MigrateCommand.RunAsync(args[1..]);
     case ["clients", .. var clientArgs]:
-        return await ClientsCommand.RunAsync(clientArgs, Console.Out, Console.Error);
+        return await ClientsCommand.RunAsync(clientArgs, CommandLine.Configuration(), Console.Out, Console.Error);
+    case ["produce", .. var produceArgs]:
+        return await ProduceCommand.RunAsync(produceArgs, CommandLine.Configuration(), Console.Out, Console.Error);
 }
 
 WebApplication app;

@@ -16,13 +16,21 @@ namespace EventProcessor.Host;
 internal static class ServiceApp
 {
     /// <summary>Builds the service. Throws <see cref="StartupException"/> with one clear line for a bad setting.</summary>
-    public static WebApplication Create(string[] args, IEnumerable<KeyValuePair<string, string?>>? overrides = null)
+    /// <param name="args">The command line.</param>
+    /// <param name="overrides">Settings that win over the environment's (tests).</param>
+    /// <param name="services">Registrations made first, so that they win over the defaults (tests).</param>
+    public static WebApplication Create(
+        string[] args,
+        IEnumerable<KeyValuePair<string, string?>>? overrides = null,
+        Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateBuilder(args);
         if (overrides is not null)
         {
             builder.Configuration.AddInMemoryCollection(overrides);
         }
+
+        services?.Invoke(builder.Services);
 
         ServiceSettings settings;
         try

@@ -1,4 +1,3 @@
-using Amazon;
 using Amazon.SQS;
 using EventProcessor.Ingress.Classification;
 using EventProcessor.Ingress.Clients;
@@ -42,7 +41,7 @@ public static class IngressServiceCollectionExtensions
 
         if (options.Sqs.Queues.Count > 0)
         {
-            services.TryAddSingleton<IAmazonSQS>(_ => CreateClient(options.Sqs));
+            services.TryAddSingleton(_ => SqsClientFactory.Create(options.Sqs));
             services.AddHostedService(sp => new SqsIngressWorker(
                 sp.GetRequiredService<IAmazonSQS>(),
                 options.Sqs,
@@ -55,22 +54,6 @@ public static class IngressServiceCollectionExtensions
         }
 
         return services;
-    }
-
-    private static AmazonSQSClient CreateClient(SqsIngressOptions options)
-    {
-        var config = new AmazonSQSConfig();
-        if (!string.IsNullOrWhiteSpace(options.ServiceUrl))
-        {
-            config.ServiceURL = options.ServiceUrl;
-            config.AuthenticationRegion = options.Region;
-        }
-        else if (!string.IsNullOrWhiteSpace(options.Region))
-        {
-            config.RegionEndpoint = RegionEndpoint.GetBySystemName(options.Region);
-        }
-
-        return new AmazonSQSClient(config);
     }
 }
 

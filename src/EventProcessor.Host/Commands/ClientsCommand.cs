@@ -15,11 +15,11 @@ internal static class ClientsCommand
     private const string Usage =
         "usage: clients add --id ID --types TYPE[,TYPE...] [--name NAME] | clients list | clients disable --id ID";
 
-    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error)
+    public static async Task<int> RunAsync(string[] args, IConfiguration configuration, TextWriter output, TextWriter error)
     {
         try
         {
-            var (_, settings) = CommandLine.LoadSettings();
+            var settings = ServiceSettings.Load(configuration);
             await CommandLine.MigrateIfEnabledAsync(settings, CancellationToken.None);
             await using var dataSource = NpgsqlDataSource.Create(settings.ConnectionString);
             var store = new ClientStore(dataSource);

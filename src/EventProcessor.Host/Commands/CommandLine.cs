@@ -6,16 +6,13 @@ namespace EventProcessor.Host.Commands;
 /// <summary>What the service's commands share: configuration as the service reads it, and simple option parsing.</summary>
 internal static class CommandLine
 {
-    /// <summary>Settings from appsettings.json and the environment, as the service itself reads them.</summary>
-    public static (IConfiguration Configuration, ServiceSettings Settings) LoadSettings()
-    {
-        var configuration = new ConfigurationBuilder()
+    /// <summary>Configuration from appsettings.json and the environment, as the service itself reads it.</summary>
+    public static IConfiguration Configuration() =>
+        new ConfigurationBuilder()
             .SetBasePath(AppContext.BaseDirectory)
             .AddJsonFile("appsettings.json", optional: true)
             .AddEnvironmentVariables()
             .Build();
-        return (configuration, ServiceSettings.Load(configuration));
-    }
 
     /// <summary>Migrates first unless RUN_MIGRATIONS=false, so that a command works on an empty database too.</summary>
     public static Task MigrateIfEnabledAsync(ServiceSettings settings, CancellationToken cancellationToken) =>

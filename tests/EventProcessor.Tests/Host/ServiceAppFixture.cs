@@ -5,6 +5,7 @@ using System.Text.Json;
 using EventProcessor.Host;
 using EventProcessor.Tests.Support;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace EventProcessor.Tests.Host;
 
@@ -33,14 +34,16 @@ internal sealed class ServiceAppFixture : IAsyncDisposable
     public static Task<ServiceAppFixture> StartAsync(
         TestDatabase database,
         bool enablePolling = false,
-        IEnumerable<KeyValuePair<string, string?>>? settings = null) =>
-        StartAsync(database.Url, enablePolling, settings);
+        IEnumerable<KeyValuePair<string, string?>>? settings = null,
+        Action<IServiceCollection>? services = null) =>
+        StartAsync(database.Url, enablePolling, settings, services);
 
     /// <summary>Starts the service against any <c>DATABASE_URL</c>; later <paramref name="settings"/> win.</summary>
     public static async Task<ServiceAppFixture> StartAsync(
         string databaseUrl,
         bool enablePolling = false,
-        IEnumerable<KeyValuePair<string, string?>>? settings = null)
+        IEnumerable<KeyValuePair<string, string?>>? settings = null,
+        Action<IServiceCollection>? services = null)
     {
         var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
         {
@@ -56,7 +59,7 @@ internal sealed class ServiceAppFixture : IAsyncDisposable
             overrides[key] = value;
         }
 
-        var app = ServiceApp.Create([], overrides);
+        var app = ServiceApp.Create([], overrides, services);
         try
         {
             await app.StartAsync();
