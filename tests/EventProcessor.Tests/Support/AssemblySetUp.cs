@@ -12,9 +12,20 @@ using EventProcessor.Tests.Support;
 public sealed class AssemblySetUp
 #pragma warning restore CA1050
 {
+    // The SQS server starts on first use (SqsServer.StartAsync), so runs without SQS tests need no Node.js.
     [OneTimeSetUp]
     public Task StartAsync() => PostgresServer.StartAsync();
 
     [OneTimeTearDown]
-    public Task StopAsync() => PostgresServer.StopAsync();
+    public async Task StopAsync()
+    {
+        try
+        {
+            await PostgresServer.StopAsync();
+        }
+        finally
+        {
+            await SqsServer.StopAsync();
+        }
+    }
 }
