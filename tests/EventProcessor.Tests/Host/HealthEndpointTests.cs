@@ -74,9 +74,14 @@ public sealed partial class HealthEndpointTests
             Assert.That(Names(config), Is.SupersetOf(ConfigKeys));
 
             var registry = json.GetProperty("registry");
-            Assert.That(registry.GetProperty("totalHandlers").GetInt32(), Is.Zero, "no webhooks configured, no handlers");
+            Assert.That(
+                registry.GetProperty("totalHandlers").GetInt32(),
+                Is.EqualTo(ShippedHandlers.EventTypes.Length),
+                "no webhooks configured: the shipped handlers only");
             Assert.That(registry.GetProperty("eventTypes").ValueKind, Is.EqualTo(JsonValueKind.Array));
-            Assert.That(registry.GetProperty("eventTypes").GetArrayLength(), Is.Zero);
+            Assert.That(
+                registry.GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
+                Is.EqualTo(ShippedHandlers.EventTypes));
 
             var backlog = json.GetProperty("backlog");
             Assert.That(backlog.GetProperty("pending").GetInt64(), Is.Zero);
@@ -189,10 +194,10 @@ public sealed partial class HealthEndpointTests
         Assert.Multiple(() =>
         {
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), text);
-            Assert.That(registry.GetProperty("totalHandlers").GetInt32(), Is.EqualTo(1));
+            Assert.That(registry.GetProperty("totalHandlers").GetInt32(), Is.EqualTo(ShippedHandlers.EventTypes.Length + 1));
             Assert.That(
                 registry.GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
-                Is.EqualTo(UserWildcard));
+                Is.EqualTo(ShippedHandlers.EventTypesWith(UserWildcard)));
         });
     }
 

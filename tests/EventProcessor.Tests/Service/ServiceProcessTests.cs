@@ -322,10 +322,12 @@ public sealed class ServiceProcessTests
             Assert.That(health.GetProperty("config").GetProperty("batchSize").GetInt32(), Is.EqualTo(20));
             Assert.That(health.GetProperty("config").GetProperty("maxRetries").GetInt32(), Is.EqualTo(5));
             Assert.That(health.GetProperty("config").GetProperty("pollingEnabled").GetBoolean(), Is.False);
-            Assert.That(health.GetProperty("registry").GetProperty("totalHandlers").GetInt32(), Is.EqualTo(1));
+            Assert.That(
+                health.GetProperty("registry").GetProperty("totalHandlers").GetInt32(),
+                Is.EqualTo(ShippedHandlers.EventTypes.Length + 1));
             Assert.That(
                 health.GetProperty("registry").GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
-                Is.EqualTo(SubscribedTypes));
+                Is.EqualTo(ShippedHandlers.EventTypesWith(SubscribedTypes)));
             Assert.That(health.GetProperty("backlog").GetProperty("pending").GetInt64(), Is.EqualTo(2), "polling is off: both events wait");
             Assert.That(health.GetProperty("backlog").GetProperty("oldestPendingAgeSeconds").GetDouble(), Is.GreaterThanOrEqualTo(299));
         });
