@@ -5,7 +5,8 @@ namespace EventProcessor.Handlers.Schemas;
 
 /// <summary>
 /// The JSON Schemas (draft-07) of the event types this product knows, and one valid payload of each, embedded in this
-/// assembly as <c>schemas/&lt;event type&gt;.json</c> and <c>schemas/samples/&lt;event type&gt;.json</c>.
+/// assembly as <c>schemas/&lt;event type&gt;.json</c> and <c>schemas/samples/&lt;event type&gt;.json</c>. The build
+/// checks that every schema uses only keywords the payload validator enforces (Build/ShippedSchemas.targets).
 /// </summary>
 public static class ShippedSchemas
 {
