@@ -174,7 +174,7 @@ internal sealed class SchemaKeywordRules
             CheckKeywords(position, problems);
         }
 
-        return problems;
+        return problems.OrderBy(p => p.Line).ThenBy(p => p.Column).ToList();
     }
 
     /// <summary>Every keyword at a schema position of <paramref name="schema"/>, with the path of its schema.</summary>
@@ -638,15 +638,32 @@ internal sealed class LocatedJson
                     case 't':
                         builder.Append('\t');
                         break;
-                    case 'u' when _position + 4 <= text.Length && int.TryParse(
-                        text.Substring(_position, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var code):
-                        builder.Append((char)code);
-                        _position += 4;
+                    case 'u':
+                        builder.Append(ReadHexCodeUnit());
                         break;
                     default:
                         throw Error("invalid escape in a string");
                 }
             }
+        }
+
+        private char ReadHexCodeUnit()
+        {
+            var code = 0;
+            for (var i = 0; i < 4; i++, _position++)
+            {
+                var c = _position < text.Length ? text[_position] : '\0';
+                var digit = c switch
+                {
+                    >= '0' and <= '9' => c - '0',
+                    >= 'a' and <= 'f' => c - 'a' + 10,
+                    >= 'A' and <= 'F' => c - 'A' + 10,
+                    _ => throw Error("invalid \\u escape in a string"),
+                };
+                code = (code * 16) + digit;
+            }
+
+            return (char)code;
         }
 
         private LocatedJson ReadLiteral(string literal, JsonKind kind)
