@@ -1,9 +1,12 @@
+using EventProcessor.Handlers.Schemas;
 using EventProcessor.Handlers.Webhooks;
 using EventProcessor.Host.Configuration;
 using EventProcessor.Host.Endpoints;
 using EventProcessor.Ingress;
 using EventProcessor.Ingress.Clients;
+using EventProcessor.Ingress.Schemas;
 using EventProcessor.Migrations;
+using EventProcessor.Validation;
 using Microsoft.Extensions.Options;
 using Npgsql;
 
@@ -41,6 +44,11 @@ internal static class ServiceApp
                 .AddHandlersFromAssembly(typeof(WebhookHandler).Assembly)
                 .AddWebhooks(builder.Configuration);
             builder.Services.AddEventIngress(ingress => settings.Apply(ingress, builder.Configuration));
+
+            // The shipped schemas are checked at both doors and again before dispatch (the engine takes every
+            // registered validator). Parsed once here, before anything is served.
+            builder.Services.AddSingleton<IEventPayloadValidator>(
+                EventSchemaCatalog.LoadAsync(ShippedSchemas.Schemas).GetAwaiter().GetResult());
         }
         catch (Exception exception) when (exception is SettingsException or WebhookConfigurationException)
         {

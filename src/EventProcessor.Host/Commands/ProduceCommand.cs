@@ -40,7 +40,7 @@ internal static class ProduceCommand
 
             await using var sink = options.GetValueOrDefault("to", "table") switch
             {
-                "table" => await TableSink.CreateAsync(settings),
+                "table" => (ISink)await TableSink.CreateAsync(settings),
                 "sqs" => SqsSink.Create(settings, configuration, options.GetValueOrDefault("queue-url")),
                 var other => throw new UsageException($"--to '{other}' is invalid: expected table or sqs."),
             };
@@ -132,7 +132,7 @@ internal static class ProduceCommand
 
         public int MaxChunk => 500;
 
-        public static async Task<ISink> CreateAsync(ServiceSettings settings)
+        public static async Task<TableSink> CreateAsync(ServiceSettings settings)
         {
             await CommandLine.MigrateIfEnabledAsync(settings, CancellationToken.None);
             var dataSource = NpgsqlDataSource.Create(settings.ConnectionString);
@@ -161,7 +161,7 @@ internal static class ProduceCommand
 
         public int MaxChunk => SqsBatchSize;
 
-        public static ISink Create(ServiceSettings settings, IConfiguration configuration, string? queueUrl)
+        public static SqsSink Create(ServiceSettings settings, IConfiguration configuration, string? queueUrl)
         {
             var options = new IngressOptions();
             settings.Apply(options, configuration);

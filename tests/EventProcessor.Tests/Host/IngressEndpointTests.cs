@@ -254,7 +254,7 @@ public sealed class IngressEndpointTests
         var store = service.Services.GetRequiredService<ClientStore>();
         var (_, key) = await store.AddAsync("client-002", null, ["*"]);
         await store.DisableAsync("client-002");
-        const string Body = """{"event_type": "integration", "payload": {}}""";
+        const string Body = """{"event_type": "audit.note", "payload": {"text": "hello"}}""";
 
         using var missing = await service.PostAsync("/events", Body);
         using var unknown = await service.PostAsync("/events", Body, ("X-API-Key", "epk_made_up"));

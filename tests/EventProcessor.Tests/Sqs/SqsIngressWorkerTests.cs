@@ -127,7 +127,7 @@ public sealed class SqsIngressWorkerTests
         var queue = await SqsServer.CreateQueueAsync("ingress-fifo", fifo: true);
         await using (var setup = await StartServiceAsync(queue: null))
         {
-            await setup.Services.GetRequiredService<ClientStore>().AddAsync("client-002", null, ["integration"]);
+            await setup.Services.GetRequiredService<ClientStore>().AddAsync("client-002", null, ["account.*"]);
         }
 
         for (var i = 0; i < 15; i++)
@@ -135,7 +135,7 @@ public sealed class SqsIngressWorkerTests
             await SqsServer.Client.SendMessageAsync(new SendMessageRequest
             {
                 QueueUrl = queue,
-                MessageBody = JsonSerializer.Serialize(new { event_type = "integration", payload = new { seq = i }, aggregate_id = "account-1" }),
+                MessageBody = JsonSerializer.Serialize(new { event_type = "account.changed", payload = new { seq = i }, aggregate_id = "account-1" }),
                 MessageGroupId = "account-1",
                 MessageDeduplicationId = $"seq-{i}",
                 MessageAttributes = new() { ["client_id"] = new MessageAttributeValue { DataType = "String", StringValue = "client-002" } },
