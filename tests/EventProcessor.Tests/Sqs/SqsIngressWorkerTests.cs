@@ -54,6 +54,7 @@ public sealed class SqsIngressWorkerTests
             Assert.That(await ScalarAsync<string>("SELECT metadata->>'ingress' FROM events"), Is.EqualTo("sqs"));
             Assert.That(await ScalarAsync<string>("SELECT metadata->>'sqs_queue' FROM events"), Does.StartWith("arn:aws:sqs:"));
             Assert.That(await ScalarAsync<string>("SELECT created_by FROM events"), Is.EqualTo("ingress:sqs"));
+            Assert.That(await ScalarAsync<string>("SELECT source_ip FROM websocket_connections WHERE connection_id = 'QyUg1czHCYcCHXw='"), Is.EqualTo("52.95.4.0"), "the shipped handler ran");
         });
     }
 
