@@ -19,7 +19,8 @@ public sealed class ServiceProcess : IAsyncDisposable
     [
         "DATABASE_URL", "PORT", "BIND_ADDRESS", "POLL_INTERVAL_MS", "BATCH_SIZE", "MAX_RETRIES", "ENABLE_POLLING", "LOG_LEVEL",
         "RETRY_", "HANDLER_TIMEOUT_MS", "LEASE_MS", "RUN_MIGRATIONS", "ADMIN_API_KEY", "Webhooks__", "Webhooks:",
-        "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog",
+        "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog", "Sqs__", "Sqs:",
+        "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_",
     ];
 
     private readonly Process _process;

@@ -1,0 +1,187 @@
+using System.Text.Json;
+using Dapper;
+using EventProcessor.Handlers.Schemas;
+using EventProcessor.Ingress.Classification;
+using EventProcessor.Ingress.Clients;
+using EventProcessor.Tests.Support;
+
+namespace EventProcessor.Tests.Service;
+
+/// <summary>The service binary's <c>clients</c> and <c>produce</c> commands, run as real processes.</summary>
+[Parallelizable(ParallelScope.All)]
+[FixtureLifeCycle(LifeCycle.InstancePerTestCase)]
+public sealed class CommandTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+
+    private TestDatabase _db = null!;
+
+    [SetUp]
+    public async Task SetUp() => _db = await TestDatabase.CreateAsync();
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_db is not null)
+        {
+            await _db.DisposeAsync();
+        }
+    }
+
+    [Test]
+    public async Task Clients_add_prints_a_working_key_alone_on_its_last_line_and_list_and_disable_follow()
+    {
+        var (added, addOutput, _) = await RunAsync("clients", "add", "--id", "acme", "--types", "integration, billing.*", "--name", "Acme Corp");
+        var key = addOutput.TrimEnd().Split('\n')[^1];
+        var store = new ClientStore(_db.DataSource);
+        var client = await store.FindByApiKeyAsync(key);
+        var (_, listed, _) = await RunAsync("clients", "list");
+        var (disabled, _, _) = await RunAsync("clients", "disable", "--id", "acme");
+        var (_, listedAfter, _) = await RunAsync("clients", "list");
+        var storedHash = await _db.ScalarAsync<byte[]>("SELECT api_key_hash FROM clients WHERE id = 'acme'");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(added, Is.Zero, addOutput);
+            Assert.That(key, Does.Match("^epk_[A-Za-z0-9_-]{43}$"), "the key, alone on the last line");
+            Assert.That(client, Is.Not.Null);
+            Assert.That(client!.Id, Is.EqualTo("acme"));
+            Assert.That(client.Name, Is.EqualTo("Acme Corp"));
+            Assert.That(client.AllowedEventTypes, Is.EqualTo(new[] { "integration", "billing.*" }));
+            Assert.That(storedHash, Has.Length.EqualTo(32), "only a SHA-256 is stored");
+            Assert.That(listed, Does.Contain("acme").And.Contain("integration,billing.*").And.Not.Contain(key), "list never shows keys");
+            Assert.That(listed.Split('\n').Single(l => l.StartsWith("acme", StringComparison.Ordinal)), Does.Contain(" yes "));
+            Assert.That(disabled, Is.Zero);
+            Assert.That(listedAfter.Split('\n').Single(l => l.StartsWith("acme", StringComparison.Ordinal)), Does.Contain(" no "));
+        });
+    }
+
+    [TestCase(new[] { "clients", "add", "--id", "acme" }, 2, "usage: clients add")]
+    [TestCase(new[] { "clients", "add", "--id", "has space", "--types", "x" }, 2, "Client id 'has space' is invalid")]
+    [TestCase(new[] { "clients", "add", "--id", "x", "--types", "a*b" }, 2, "Event type 'a*b' is invalid")]
+    [TestCase(new[] { "clients", "disable", "--id", "ghost" }, 1, "no client has id 'ghost'")]
+    [TestCase(new[] { "clients", "remove" }, 2, "usage:")]
+    [TestCase(new[] { "produce", "--type", "nope" }, 2, "has no shipped sample; known types:")]
+    [TestCase(new[] { "produce", "--rate", "0" }, 2, "--rate '0' is invalid")]
+    [TestCase(new[] { "produce", "--to", "kafka" }, 2, "--to 'kafka' is invalid")]
+    public async Task Commands_refuse_bad_arguments_with_a_clear_line(string[] arguments, int exitCode, string expected)
+    {
+        var (code, output, error) = await RunAsync(arguments);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(exitCode), output + error);
+            Assert.That(error, Does.Contain(expected));
+        });
+    }
+
+    [Test]
+    public async Task Adding_a_client_twice_is_refused()
+    {
+        await RunAsync("clients", "add", "--id", "twice", "--types", "x");
+
+        var (code, _, error) = await RunAsync("clients", "add", "--id", "twice", "--types", "x");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(2));
+            Assert.That(error, Does.Contain("A client with id 'twice' already exists."));
+        });
+    }
+
+    [Test]
+    public async Task Produce_writes_one_valid_sample_per_shipped_schema_into_the_table()
+    {
+        var (code, output, error) = await RunAsync("produce");
+        await using var connection = await _db.DataSource.OpenConnectionAsync();
+        var types = (await connection.QueryAsync<string>("SELECT event_type FROM events ORDER BY event_type")).ToArray();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, output + error);
+            Assert.That(types, Is.EqualTo(ShippedSchemas.Samples.Keys.Order(StringComparer.Ordinal).ToArray()));
+            Assert.That(output, Does.StartWith($"Produced {types.Length} events"));
+        });
+    }
+
+    [Test]
+    public async Task Produce_sends_a_steady_stream_at_the_rate_for_the_duration_with_the_clients_tenant()
+    {
+        await new ClientStore(_db.DataSource).AddAsync("producer-1", null, ["transaction"]);
+
+        var (code, output, error) = await RunAsync("produce", "--type", "transaction", "--client", "producer-1", "--rate", "40", "--duration", "2");
+        var count = await _db.ScalarAsync<long>("SELECT count(*) FROM events WHERE event_type = 'transaction' AND tenant_id = 'producer-1'");
+        var seconds = double.Parse(output.Split(" in ")[1].Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, output + error);
+            Assert.That(count, Is.EqualTo(80));
+            Assert.That(seconds, Is.GreaterThanOrEqualTo(1.9), "paced over the duration, not sent at once");
+        });
+    }
+
+    [Test]
+    public async Task Produce_refuses_a_client_that_may_not_send_the_type()
+    {
+        await new ClientStore(_db.DataSource).AddAsync("narrow", null, ["integration"]);
+
+        var (code, _, error) = await RunAsync("produce", "--type", "transaction", "--client", "narrow");
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(code, Is.EqualTo(4));
+            Assert.That(error, Does.Contain("Client 'narrow' may not send events of type 'transaction'"));
+            Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM events"), Is.Zero);
+        });
+    }
+
+    [Test]
+    public async Task Produce_onto_sqs_sends_envelopes_that_the_sqs_door_accepts()
+    {
+        await SqsServer.StartAsync();
+        var queue = await SqsServer.CreateQueueAsync("produce", fifo: true);
+
+        var (code, output, error) = await RunAsync(
+            new Dictionary<string, string?>
+            {
+                ["Sqs__ServiceUrl"] = SqsServer.ServiceUrl.ToString(),
+                ["Sqs__Region"] = SqsServer.Region,
+                ["AWS_ACCESS_KEY_ID"] = "test",
+                ["AWS_SECRET_ACCESS_KEY"] = "test",
+            },
+            "produce", "--to", "sqs", "--queue-url", queue, "--client", "client-002");
+        var messages = await SqsServer.ReceiveAllAsync(queue);
+        var classifier = new EventClassifier(new IngressLimits());
+        var classified = messages
+            .Select(m => classifier.ClassifySqsMessage(JsonSerializer.SerializeToUtf8Bytes(new
+            {
+                messageId = m.MessageId,
+                body = m.Body,
+                messageAttributes = m.MessageAttributes.ToDictionary(a => a.Key, a => new { stringValue = a.Value.StringValue, dataType = a.Value.DataType }),
+                attributes = m.Attributes,
+                eventSource = "aws:sqs",
+            })).Single())
+            .ToArray();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, output + error);
+            Assert.That(classified.Select(e => e.EventType).Order(StringComparer.Ordinal), Is.EqualTo(ShippedSchemas.Samples.Keys.Order(StringComparer.Ordinal)));
+            Assert.That(classified.Select(e => e.TenantId).Distinct(), Is.EqualTo(new[] { "client-002" }));
+            Assert.That(messages.Select(m => m.Attributes["MessageGroupId"]).Distinct(), Is.EqualTo(new[] { "client-002" }), "FIFO: the client is the message group");
+        });
+    }
+
+    private Task<(int ExitCode, string Output, string Error)> RunAsync(params string[] arguments) =>
+        RunAsync(new Dictionary<string, string?>(), arguments);
+
+    private async Task<(int ExitCode, string Output, string Error)> RunAsync(Dictionary<string, string?> settings, params string[] arguments)
+    {
+        settings["DATABASE_URL"] = _db.Url;
+        settings["RUN_MIGRATIONS"] = "false";
+        await using var process = ServiceProcess.Launch(settings, arguments);
+        var exitCode = await process.WaitForExitAsync(Patience);
+        return (exitCode, process.StandardOutput, process.StandardError);
+    }
+}
