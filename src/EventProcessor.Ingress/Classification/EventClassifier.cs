@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace EventProcessor.Ingress.Classification;
 
@@ -568,6 +569,13 @@ public sealed class EventClassifier(IngressLimits limits)
                 IngressRejection.TooLarge, $"{what} is {utf8.Length} bytes, over the limit of {Limits.MaxBodyBytes}.");
         }
 
+        // System.Text.Json checks UTF-8 only in the strings it is asked to decode: a bad byte elsewhere would
+        // surface later as an InvalidOperationException, or be stored as U+FFFD, changing what was sent.
+        if (!Utf8.IsValid(utf8))
+        {
+            throw new IngressRejectedException($"{what} is not valid UTF-8.");
+        }
+
         JsonDocument document;
         try
         {
@@ -598,7 +606,7 @@ public sealed class EventClassifier(IngressLimits limits)
 
     /// <summary>
     /// PostgreSQL's <c>jsonb</c> refuses <c>\u0000</c> and unpaired surrogate escapes, both of which JSON allows.
-    /// They can only be written as <c>\u</c> escapes, so a document without one needs no walk.
+    /// In valid UTF-8 they can only be written as <c>\u</c> escapes, so a document without one needs no walk.
     /// </summary>
     private static void EnsureStorable(JsonElement root, ReadOnlySpan<byte> raw, string what)
     {
