@@ -104,7 +104,13 @@ public sealed class EventClassifier(IngressLimits limits)
     public IReadOnlyList<IncomingEvent> ClassifySqsMessage(ReadOnlyMemory<byte> record)
     {
         using var document = Parse(record.Span, "The SQS message");
-        return ClassifyRecord(document.RootElement, "sqs", requireJsonBody: true);
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new IngressRejectedException($"The SQS message is a JSON {Describe(root.ValueKind)}; expected one SQS record object.");
+        }
+
+        return ClassifyRecord(root, "sqs", requireJsonBody: true);
     }
 
     private List<IncomingEvent> ClassifyRecords(JsonElement records, string door)
