@@ -137,7 +137,7 @@ public sealed class EventClassifier(IngressLimits limits)
             }
             catch (IngressRejectedException rejected) when (rejected.Rejection == IngressRejection.Malformed)
             {
-                throw new IngressRejectedException($"Records[{index}]: {rejected.Message}", rejected);
+                throw new IngressRejectedException(IngressRejection.Malformed, $"Records[{index}]: {rejected.Message}", rejected.Violations);
             }
 
             index++;
