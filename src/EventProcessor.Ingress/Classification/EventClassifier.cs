@@ -606,9 +606,14 @@ public sealed class EventClassifier(IngressLimits limits)
     }
 
     private string JsonProblem(JsonException exception) =>
-        exception.Message.Contains("depth", StringComparison.OrdinalIgnoreCase)
+        IsTooDeep(exception)
             ? $"it is nested deeper than the limit of {Limits.MaxJsonDepth} levels"
             : exception.Message;
+
+    // System.Text.Json tells the depth limit apart only in its message; "Expected depth to be zero at the end of the
+    // JSON payload" is a truncated document, not a deep one.
+    private static bool IsTooDeep(JsonException exception) =>
+        exception.Message.Contains("maximum configured depth", StringComparison.Ordinal);
 
     /// <summary>
     /// PostgreSQL's <c>jsonb</c> refuses <c>\u0000</c> and unpaired surrogate escapes, both of which JSON allows.
