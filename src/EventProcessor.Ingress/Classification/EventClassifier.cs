@@ -166,9 +166,10 @@ public sealed class EventClassifier(IngressLimits limits)
             {
                 bodyDocument = JsonDocument.Parse(bodyBytes, DocumentOptions);
             }
-            catch (JsonException) when (!requireJsonBody)
+            catch (JsonException exception) when (!requireJsonBody && !IsTooDeep(exception))
             {
-                // A Lambda delivery may carry any text; it is kept as a plain SQS message.
+                // A Lambda delivery may carry any text; it is kept as a plain SQS message. JSON nested past the
+                // limit is not plain text: it is refused below, as it is at every other door.
             }
             catch (JsonException exception)
             {
