@@ -184,7 +184,7 @@ public sealed class EventClassifier(IngressLimits limits)
                     var classified = ClassifyDocument(bodyDocument.RootElement, bodyBytes, sqs.ClientId, door, sqs);
                     if (classified is not null)
                     {
-                        return [.. classified.Events];
+                        return [.. classified.Events.Select(incoming => InMessageGroup(incoming, sqs))];
                     }
                 }
             }
@@ -467,17 +467,29 @@ public sealed class EventClassifier(IngressLimits limits)
             writer.WriteEndObject();
         }
 
-        // FIFO queues keep order per message group; so do the rows.
-        Guid? aggregateId = sqs.GroupId is null ? null : Derive($"aws.sqs.group/{sqs.Queue}/{sqs.GroupId}");
-        return new IncomingEvent(
+        var plain = new IncomingEvent(
             Derive($"aws.sqs/{sqs.Queue}/{sqs.MessageId}"),
             "aws.sqs.message",
-            aggregateId,
-            aggregateId is null ? null : "aws.sqs.message_group",
+            null,
+            null,
             Encoding.UTF8.GetString(buffer.WrittenSpan),
             Metadata(door, sqs),
             sqs.ClientId);
+        return InMessageGroup(plain, sqs);
     }
+
+    /// <summary>
+    /// FIFO queues keep order per message group; so do the rows, unless the event names an aggregate of its own
+    /// (an envelope's aggregate_id, an ECS task), which the sender chose over the group.
+    /// </summary>
+    private static IncomingEvent InMessageGroup(IncomingEvent incoming, SqsOrigin sqs) =>
+        sqs.GroupId is null || incoming.AggregateId is not null
+            ? incoming
+            : incoming with
+            {
+                AggregateId = Derive($"aws.sqs.group/{sqs.Queue}/{sqs.GroupId}"),
+                AggregateType = "aws.sqs.message_group",
+            };
 
     private static string Metadata(string door, SqsOrigin? sqs, JsonElement? given = null, string? aggregateKey = null)
     {
