@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace EventProcessor.Ingress.Classification;
 
@@ -103,7 +104,13 @@ public sealed class EventClassifier(IngressLimits limits)
     public IReadOnlyList<IncomingEvent> ClassifySqsMessage(ReadOnlyMemory<byte> record)
     {
         using var document = Parse(record.Span, "The SQS message");
-        return ClassifyRecord(document.RootElement, "sqs", requireJsonBody: true);
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new IngressRejectedException($"The SQS message is a JSON {Describe(root.ValueKind)}; expected one SQS record object.");
+        }
+
+        return ClassifyRecord(root, "sqs", requireJsonBody: true);
     }
 
     private List<IncomingEvent> ClassifyRecords(JsonElement records, string door)
@@ -130,7 +137,7 @@ public sealed class EventClassifier(IngressLimits limits)
             }
             catch (IngressRejectedException rejected) when (rejected.Rejection == IngressRejection.Malformed)
             {
-                throw new IngressRejectedException($"Records[{index}]: {rejected.Message}", rejected);
+                throw new IngressRejectedException(IngressRejection.Malformed, $"Records[{index}]: {rejected.Message}", rejected.Violations);
             }
 
             index++;
@@ -159,9 +166,10 @@ public sealed class EventClassifier(IngressLimits limits)
             {
                 bodyDocument = JsonDocument.Parse(bodyBytes, DocumentOptions);
             }
-            catch (JsonException) when (!requireJsonBody)
+            catch (JsonException exception) when (!requireJsonBody && !IsTooDeep(exception))
             {
-                // A Lambda delivery may carry any text; it is kept as a plain SQS message.
+                // A Lambda delivery may carry any text; it is kept as a plain SQS message. JSON nested past the
+                // limit is not plain text: it is refused below, as it is at every other door.
             }
             catch (JsonException exception)
             {
@@ -176,7 +184,7 @@ public sealed class EventClassifier(IngressLimits limits)
                     var classified = ClassifyDocument(bodyDocument.RootElement, bodyBytes, sqs.ClientId, door, sqs);
                     if (classified is not null)
                     {
-                        return [.. classified.Events];
+                        return [.. classified.Events.Select(incoming => InMessageGroup(incoming, sqs))];
                     }
                 }
             }
@@ -459,17 +467,29 @@ public sealed class EventClassifier(IngressLimits limits)
             writer.WriteEndObject();
         }
 
-        // FIFO queues keep order per message group; so do the rows.
-        Guid? aggregateId = sqs.GroupId is null ? null : Derive($"aws.sqs.group/{sqs.Queue}/{sqs.GroupId}");
-        return new IncomingEvent(
+        var plain = new IncomingEvent(
             Derive($"aws.sqs/{sqs.Queue}/{sqs.MessageId}"),
             "aws.sqs.message",
-            aggregateId,
-            aggregateId is null ? null : "aws.sqs.message_group",
+            null,
+            null,
             Encoding.UTF8.GetString(buffer.WrittenSpan),
             Metadata(door, sqs),
             sqs.ClientId);
+        return InMessageGroup(plain, sqs);
     }
+
+    /// <summary>
+    /// FIFO queues keep order per message group; so do the rows, unless the event names an aggregate of its own
+    /// (an envelope's aggregate_id, an ECS task), which the sender chose over the group.
+    /// </summary>
+    private static IncomingEvent InMessageGroup(IncomingEvent incoming, SqsOrigin sqs) =>
+        sqs.GroupId is null || incoming.AggregateId is not null
+            ? incoming
+            : incoming with
+            {
+                AggregateId = Derive($"aws.sqs.group/{sqs.Queue}/{sqs.GroupId}"),
+                AggregateType = "aws.sqs.message_group",
+            };
 
     private static string Metadata(string door, SqsOrigin? sqs, JsonElement? given = null, string? aggregateKey = null)
     {
@@ -568,6 +588,13 @@ public sealed class EventClassifier(IngressLimits limits)
                 IngressRejection.TooLarge, $"{what} is {utf8.Length} bytes, over the limit of {Limits.MaxBodyBytes}.");
         }
 
+        // System.Text.Json checks UTF-8 only in the strings it is asked to decode: a bad byte elsewhere would
+        // surface later as an InvalidOperationException, or be stored as U+FFFD, changing what was sent.
+        if (!Utf8.IsValid(utf8))
+        {
+            throw new IngressRejectedException($"{what} is not valid UTF-8.");
+        }
+
         JsonDocument document;
         try
         {
@@ -592,13 +619,18 @@ public sealed class EventClassifier(IngressLimits limits)
     }
 
     private string JsonProblem(JsonException exception) =>
-        exception.Message.Contains("depth", StringComparison.OrdinalIgnoreCase)
+        IsTooDeep(exception)
             ? $"it is nested deeper than the limit of {Limits.MaxJsonDepth} levels"
             : exception.Message;
 
+    // System.Text.Json tells the depth limit apart only in its message; "Expected depth to be zero at the end of the
+    // JSON payload" is a truncated document, not a deep one.
+    private static bool IsTooDeep(JsonException exception) =>
+        exception.Message.Contains("maximum configured depth", StringComparison.Ordinal);
+
     /// <summary>
     /// PostgreSQL's <c>jsonb</c> refuses <c>\u0000</c> and unpaired surrogate escapes, both of which JSON allows.
-    /// They can only be written as <c>\u</c> escapes, so a document without one needs no walk.
+    /// In valid UTF-8 they can only be written as <c>\u</c> escapes, so a document without one needs no walk.
     /// </summary>
     private static void EnsureStorable(JsonElement root, ReadOnlySpan<byte> raw, string what)
     {
