@@ -179,6 +179,7 @@ public sealed class EventClassifier(IngressLimits limits)
             if (bodyDocument is not null)
             {
                 EnsureStorable(bodyDocument.RootElement, bodyBytes, "The message body");
+                EnsureNumbersStaySmall(bodyBytes, "The message body");
                 if (bodyDocument.RootElement.ValueKind == JsonValueKind.Object)
                 {
                     var classified = ClassifyDocument(bodyDocument.RootElement, bodyBytes, sqs.ClientId, door, sqs);
@@ -608,6 +609,7 @@ public sealed class EventClassifier(IngressLimits limits)
         try
         {
             EnsureStorable(document.RootElement, utf8, what);
+            EnsureNumbersStaySmall(utf8, what);
         }
         catch
         {
@@ -627,6 +629,47 @@ public sealed class EventClassifier(IngressLimits limits)
     // JSON payload" is a truncated document, not a deep one.
     private static bool IsTooDeep(JsonException exception) =>
         exception.Message.Contains("maximum configured depth", StringComparison.Ordinal);
+
+    /// <summary>
+    /// <c>jsonb</c> stores numbers as <c>numeric</c> and prints them back in full: the 8 bytes <c>1e131071</c> read
+    /// back as 131,072 digits. What the exponents of a document add when printed may not exceed the body limit, so
+    /// reading an event back costs at most about twice what arrived.
+    /// </summary>
+    private void EnsureNumbersStaySmall(ReadOnlySpan<byte> raw, string what)
+    {
+        if (raw.IndexOfAny("eE"u8) < 0)
+        {
+            return;
+        }
+
+        var reader = new Utf8JsonReader(raw, new JsonReaderOptions { MaxDepth = Limits.MaxJsonDepth });
+        long expansion = 0;
+        while (reader.Read())
+        {
+            if (reader.TokenType != JsonTokenType.Number)
+            {
+                continue;
+            }
+
+            var number = reader.ValueSpan;
+            var e = number.IndexOfAny("eE"u8);
+            if (e < 0)
+            {
+                continue;
+            }
+
+            expansion += int.TryParse(number[(e + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var exponent)
+                ? Math.Abs((long)exponent)
+                : long.MaxValue / 2;
+            if (expansion > Limits.MaxBodyBytes)
+            {
+                throw new IngressRejectedException(
+                    IngressRejection.TooLarge,
+                    $"{what} has numbers whose exponents would print as more than {Limits.MaxBodyBytes} digits once stored " +
+                    "(PostgreSQL keeps every digit of 1e100000); send such values as strings.");
+            }
+        }
+    }
 
     /// <summary>
     /// PostgreSQL's <c>jsonb</c> refuses <c>\u0000</c> and unpaired surrogate escapes, both of which JSON allows.
