@@ -173,6 +173,58 @@ public sealed class CommandTests
         });
     }
 
+    [Test]
+    public async Task In_development_the_service_seeds_the_three_sample_clients_and_their_keys_publish()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = _db.Url,
+            ["ASPNETCORE_ENVIRONMENT"] = "Development",
+            ["ENABLE_POLLING"] = "false",
+        });
+        await service.WaitUntilAsync(
+            async () => await _db.ScalarAsync<long>("SELECT count(*) FROM clients") == 3, "the sample clients are seeded");
+        await using var connection = await _db.DataSource.OpenConnectionAsync();
+        var clients = (await connection.QueryAsync<(string Id, string[] Types)>("SELECT id, allowed_event_types FROM clients ORDER BY id")).ToArray();
+        using var allowed = await PostAsync(service, "epk_dev_client_001_not_secret", $$"""{"event_type": "integration", "payload": {{ShippedSchemas.Samples["integration"]}}}""");
+        using var refused = await PostAsync(service, "epk_dev_client_001_not_secret", """{"event_type": "transaction", "payload": {}}""");
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(clients.Select(c => c.Id), Is.EqualTo(new[] { "client-001", "client-002", "client-003" }));
+            Assert.That(clients.Select(c => string.Join(",", c.Types)), Is.EqualTo(new[] { "integration", "transaction,integration", "transaction,integration" }));
+            Assert.That(allowed.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Accepted), await allowed.Content.ReadAsStringAsync());
+            Assert.That(refused.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Forbidden), "client-001 may send integration only");
+        });
+    }
+
+    [Test]
+    public async Task Outside_development_no_sample_clients_are_seeded()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = _db.Url,
+            ["ENABLE_POLLING"] = "false",
+        });
+        using var refused = await PostAsync(service, "epk_dev_client_001_not_secret", """{"event_type": "integration", "payload": {}}""");
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM clients"), Is.Zero);
+            Assert.That(refused.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Unauthorized), "the public development keys open nothing in production");
+        });
+    }
+
+    private static async Task<HttpResponseMessage> PostAsync(ServiceProcess service, string key, string body)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri("/events", UriKind.Relative))
+        {
+            Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Add("X-API-Key", key);
+        return await service.Http.SendAsync(request);
+    }
+
     private Task<(int ExitCode, string Output, string Error)> RunAsync(params string[] arguments) =>
         RunAsync(new Dictionary<string, string?>(), arguments);
 
