@@ -9,7 +9,10 @@ WORKDIR /src
 COPY global.json Directory.Build.props Directory.Packages.props .editorconfig EventProcessor.sln ./
 COPY src/EventProcessor/EventProcessor.csproj src/EventProcessor/
 COPY src/EventProcessor.Host/EventProcessor.Host.csproj src/EventProcessor.Host/
+COPY src/EventProcessor.Ingress/EventProcessor.Ingress.csproj src/EventProcessor.Ingress/
 COPY handlers/EventProcessor.Handlers/EventProcessor.Handlers.csproj handlers/EventProcessor.Handlers/
+# The handlers project imports its schema check from here, so restore needs it too.
+COPY handlers/EventProcessor.Handlers/Build/ handlers/EventProcessor.Handlers/Build/
 COPY migrations/EventProcessor.Migrations/EventProcessor.Migrations.csproj migrations/EventProcessor.Migrations/
 RUN dotnet restore src/EventProcessor.Host/EventProcessor.Host.csproj
 
