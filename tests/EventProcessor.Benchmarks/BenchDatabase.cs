@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using Dapper;
+using EventProcessor.Migrations;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace EventProcessor.Benchmarks;
+
+/// <summary>
+/// A migrated database of its own on the benchmark's server: the product's real table and indexes, filled by COPY.
+/// </summary>
+internal sealed class BenchDatabase(string adminConnectionString, string name) : IAsyncDisposable
+{
+    // About 300 bytes of JSON, like the figures in the issue.
+    private const string Payload =
+        """{"user_id":"7d1e5c3b-2a4f-4b6e-9c8d-0f1a2b3c4d5e","email":"someone@example.com","name":"Someone Example","plan":"pro","source":"signup-form","referrer":"https://example.com/pricing","tags":["trial","newsletter"],"created_at":"2026-11-23T12:00:00Z","locale":"en-GB"}""";
+
+    public string ConnectionString { get; } =
+        new NpgsqlConnectionStringBuilder(adminConnectionString) { Database = name, MaxPoolSize = 50 }.ConnectionString;
+
+    public static async Task<BenchDatabase> CreateAsync(string adminConnectionString, string name)
+    {
+        await using (var admin = new NpgsqlConnection(adminConnectionString))
+        {
+            await admin.OpenAsync();
+            await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            await admin.ExecuteAsync($"CREATE DATABASE {name}");
+        }
+
+        var database = new BenchDatabase(adminConnectionString, name);
+        await SchemaMigrator.MigrateAsync(database.ConnectionString);
+        return database;
+    }
+
+    /// <summary>Empties the tables and inserts <paramref name="count"/> pending events of <paramref name="aggregates"/> aggregates (0: none).</summary>
+    public async Task ResetAsync(int count, string eventType, int aggregates = 0)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await connection.ExecuteAsync("TRUNCATE events, event_dead_letters");
+        await CopyAsync(connection, count, eventType, aggregates);
+        await connection.ExecuteAsync("VACUUM ANALYZE events");
+    }
+
+    /// <summary>Adds processed rows, to see whether a large table slows the claim.</summary>
+    public async Task AddProcessedAsync(int count)
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await connection.ExecuteAsync(
+            """
+            INSERT INTO events (id, event_type, payload, processed, processed_at, created_at)
+            SELECT gen_random_uuid(), 'bench.history', '{"n": 1}', true, now(), now() - interval '1 day'
+            FROM generate_series(1, @count)
+            """,
+            new { count },
+            commandTimeout: 0);
+        await connection.ExecuteAsync("VACUUM ANALYZE events", commandTimeout: 0);
+    }
+
+    public async Task<long> PendingAsync()
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM events WHERE processed = false");
+    }
+
+    public async Task<string> ExplainClaimAsync()
+    {
+        await using var connection = new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        var lines = await connection.QueryAsync<string>(
+            """
+            EXPLAIN SELECT id FROM events WHERE processed = false ORDER BY created_at, id LIMIT 100 FOR UPDATE SKIP LOCKED
+            """);
+        return string.Join(Environment.NewLine, lines);
+    }
+
+    private static async Task CopyAsync(NpgsqlConnection connection, int count, string eventType, int aggregates)
+    {
+        var aggregateIds = Enumerable.Range(0, Math.Max(aggregates, 1)).Select(_ => Guid.NewGuid()).ToArray();
+        var start = DateTime.UtcNow.AddMinutes(-10);
+        await using var writer = await connection.BeginBinaryImportAsync(
+            "COPY events (id, event_type, aggregate_id, payload, created_at) FROM STDIN (FORMAT BINARY)");
+        for (var i = 0; i < count; i++)
+        {
+            await writer.StartRowAsync();
+            await writer.WriteAsync(Guid.CreateVersion7(), NpgsqlDbType.Uuid);
+            await writer.WriteAsync(eventType, NpgsqlDbType.Varchar);
+            if (aggregates > 0)
+            {
+                await writer.WriteAsync(aggregateIds[i % aggregates], NpgsqlDbType.Uuid);
+            }
+            else
+            {
+                await writer.WriteNullAsync();
+            }
+
+            await writer.WriteAsync(Payload, NpgsqlDbType.Jsonb);
+            await writer.WriteAsync(start.AddTicks(i * 10L), NpgsqlDbType.TimestampTz);
+        }
+
+        await writer.CompleteAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        NpgsqlConnection.ClearAllPools();
+        await using var admin = new NpgsqlConnection(adminConnectionString);
+        await admin.OpenAsync();
+        await admin.ExecuteAsync($"DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    }
+}
+
+/// <summary>CPU and memory of this process over one measurement.</summary>
+internal sealed class ProcessMeter
+{
+    private readonly Process _process = Process.GetCurrentProcess();
+    private readonly TimeSpan _cpuAtStart;
+    private long _peakWorkingSet;
+    private readonly Timer _sampler;
+
+    public ProcessMeter()
+    {
+        _process.Refresh();
+        _cpuAtStart = _process.TotalProcessorTime;
+        _sampler = new Timer(_ => Sample(), null, TimeSpan.Zero, TimeSpan.FromMilliseconds(100));
+    }
+
+    public (double CpuSeconds, double PeakWorkingSetMb) Stop()
+    {
+        _sampler.Dispose();
+        Sample();
+        _process.Refresh();
+        return ((_process.TotalProcessorTime - _cpuAtStart).TotalSeconds, _peakWorkingSet / 1024.0 / 1024.0);
+    }
+
+    private void Sample()
+    {
+        _process.Refresh();
+        var current = _process.WorkingSet64;
+        if (current > Interlocked.Read(ref _peakWorkingSet))
+        {
+            Interlocked.Exchange(ref _peakWorkingSet, current);
+        }
+    }
+}

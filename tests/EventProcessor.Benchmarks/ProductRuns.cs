@@ -1,0 +1,147 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Dapper;
+using EventProcessor.Handling;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace EventProcessor.Benchmarks;
+
+/// <summary>A handler that does nothing: what the engine itself costs.</summary>
+[HandlesEvent("bench.noop")]
+internal sealed class NoOpHandler : IEventHandler<System.Text.Json.JsonElement>
+{
+    public Task HandleAsync(EventContext<System.Text.Json.JsonElement> context, CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>The realistic projection: one row written in the event's transaction.</summary>
+[HandlesEvent("bench.project")]
+internal sealed class ProjectingHandler : IEventHandler<System.Text.Json.JsonElement>
+{
+    public async Task HandleAsync(EventContext<System.Text.Json.JsonElement> context, CancellationToken cancellationToken)
+    {
+        var db = await context.GetTransactionAsync(cancellationToken);
+        await db.Connection.ExecuteAsync(
+            "INSERT INTO bench_projection (event_id) VALUES (@id)", new { id = context.Event.Id }, db.Transaction);
+    }
+}
+
+/// <summary>Records when each event was handled, for latency.</summary>
+[HandlesEvent("bench.latency")]
+internal sealed class LatencyHandler(LatencyLog log) : IEventHandler<System.Text.Json.JsonElement>
+{
+    public Task HandleAsync(EventContext<System.Text.Json.JsonElement> context, CancellationToken cancellationToken)
+    {
+        log.Record(DateTimeOffset.UtcNow - context.Event.CreatedAt);
+        return Task.CompletedTask;
+    }
+}
+
+internal sealed class LatencyLog
+{
+    private readonly ConcurrentQueue<TimeSpan> _latencies = new();
+
+    public int Count => _latencies.Count;
+
+    public void Record(TimeSpan latency) => _latencies.Enqueue(latency);
+
+    public double Percentile(double p)
+    {
+        var sorted = _latencies.Select(l => l.TotalMilliseconds).Order().ToArray();
+        return sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p / 100 * sorted.Length) - 1)];
+    }
+}
+
+/// <summary>The product: the engine hosted in-process, as an application would host it.</summary>
+internal static class ProductRuns
+{
+    public sealed record DrainResult(double EventsPerSecond, double CpuSeconds, double PeakWorkingSetMb);
+
+    public static async Task<DrainResult> DrainAsync(BenchDatabase database, int events, int batchSize, string eventType)
+    {
+        await database.ResetAsync(events, eventType);
+        if (eventType == "bench.project")
+        {
+            await using var connection = new Npgsql.NpgsqlConnection(database.ConnectionString);
+            await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS bench_projection (event_id uuid PRIMARY KEY); TRUNCATE bench_projection");
+        }
+
+        using var host = Build(database, batchSize, TimeSpan.FromMilliseconds(100), services => { });
+        var meter = new ProcessMeter();
+        var stopwatch = Stopwatch.StartNew();
+        await host.StartAsync();
+        var engine = host.Services.GetRequiredService<EventEngine>();
+        while (engine.Stats.TotalProcessed < events)
+        {
+            await Task.Delay(5);
+        }
+
+        stopwatch.Stop();
+        var (cpu, peak) = meter.Stop();
+        await host.StopAsync();
+        var pending = await database.PendingAsync();
+        if (pending != 0)
+        {
+            throw new InvalidOperationException($"{pending} events still pending after the drain.");
+        }
+
+        return new DrainResult(events / stopwatch.Elapsed.TotalSeconds, cpu, peak);
+    }
+
+    public static async Task<(double P50, double P95, double P99, int Count)> LatencyAsync(
+        BenchDatabase database, int ratePerSecond, TimeSpan duration, TimeSpan pollInterval)
+    {
+        await database.ResetAsync(0, "bench.latency");
+        var log = new LatencyLog();
+        using var host = Build(database, 100, pollInterval, services => services.AddSingleton(log));
+        await host.StartAsync();
+
+        // Inserts at a steady rate from one connection, one row per statement, as producers do.
+        await using var connection = new Npgsql.NpgsqlConnection(database.ConnectionString);
+        await connection.OpenAsync();
+        var total = (int)(ratePerSecond * duration.TotalSeconds);
+        var stopwatch = Stopwatch.StartNew();
+        for (var i = 0; i < total; i++)
+        {
+            var due = TimeSpan.FromSeconds((double)i / ratePerSecond);
+            var wait = due - stopwatch.Elapsed;
+            if (wait > TimeSpan.FromMilliseconds(1))
+            {
+                await Task.Delay(wait);
+            }
+
+            await connection.ExecuteAsync(
+                "INSERT INTO events (id, event_type, payload) VALUES (@id, 'bench.latency', '{\"n\": 1}')",
+                new { id = Guid.CreateVersion7() });
+        }
+
+        var deadline = Stopwatch.StartNew();
+        while (log.Count < total && deadline.Elapsed < pollInterval + TimeSpan.FromSeconds(30))
+        {
+            await Task.Delay(20);
+        }
+
+        await host.StopAsync();
+        return (log.Percentile(50), log.Percentile(95), log.Percentile(99), log.Count);
+    }
+
+    private static IHost Build(BenchDatabase database, int batchSize, TimeSpan pollInterval, Action<IServiceCollection> services)
+    {
+        var builder = Host.CreateApplicationBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
+        builder.Services
+            .AddEventProcessor(options =>
+            {
+                options.ConnectionString = database.ConnectionString;
+                options.BatchSize = batchSize;
+                options.PollInterval = pollInterval;
+            })
+            .AddHandler<NoOpHandler>()
+            .AddHandler<ProjectingHandler>()
+            .AddHandler<LatencyHandler>();
+        services(builder.Services);
+        return builder.Build();
+    }
+}

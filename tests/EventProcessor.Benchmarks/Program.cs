@@ -1,0 +1,159 @@
+using System.Diagnostics;
+using System.Globalization;
+using EventProcessor.Benchmarks;
+
+// Throughput and latency of the engine against its ceiling, on a PostgreSQL of its own. See README "Performance".
+//   dotnet run -c Release --project tests/EventProcessor.Benchmarks -- [--events 100000] [--quick] [--big-table]
+// EVENTPROC_BENCH_PG (an Npgsql connection string) picks the server; otherwise one is started from local binaries
+// with deploy/local/pg.sh, as the tests do.
+var events = Option("--events", 100_000);
+var quick = args.Contains("--quick");
+var bigTable = args.Contains("--big-table");
+var latencySeconds = quick ? 5 : 20;
+
+await using var server = await BenchServer.StartAsync();
+await using var database = await BenchDatabase.CreateAsync(server.AdminConnectionString, "eventproc_bench");
+Console.WriteLine($"# Event processor benchmark — {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}; PostgreSQL: {server.Description}");
+Console.WriteLine($"events per drain: {events:N0} (~300-byte JSON payload), no-op handler unless stated");
+Console.WriteLine();
+
+var ceilings = new Dictionary<int, double>();
+var rows = new List<string[]>();
+foreach (var batch in new[] { 1, 20, 100, 1000 })
+{
+    var count = batch == 1 ? Math.Min(events, 20_000) : events;
+    ceilings[batch] = await Ceiling.DrainAsync(database, count, batch);
+    rows.Add([$"ceiling: raw claim-and-mark, 4 connections, batch {batch}", Rate(ceilings[batch]), "", "", "1.00"]);
+}
+
+foreach (var batch in new[] { 20, 100, 1000 })
+{
+    var result = await ProductRuns.DrainAsync(database, events, batch, "bench.noop");
+    rows.Add([$"product: drain, no-op handler, batch {batch}", Rate(result.EventsPerSecond), Cpu(result.CpuSeconds), Mb(result.PeakWorkingSetMb), Ratio(result.EventsPerSecond, ceilings[batch])]);
+}
+
+var projected = await ProductRuns.DrainAsync(database, events, 100, "bench.project");
+rows.Add(["product: drain, handler writes one row in the event's transaction, batch 100", Rate(projected.EventsPerSecond), Cpu(projected.CpuSeconds), Mb(projected.PeakWorkingSetMb), Ratio(projected.EventsPerSecond, ceilings[100])]);
+
+if (bigTable)
+{
+    await database.AddProcessedAsync(5_000_000);
+    var withHistory = await ProductRuns.DrainAsync(database, events, 100, "bench.noop");
+    rows.Add(["product: drain, batch 100, with 5,000,000 processed rows in the table", Rate(withHistory.EventsPerSecond), Cpu(withHistory.CpuSeconds), Mb(withHistory.PeakWorkingSetMb), Ratio(withHistory.EventsPerSecond, ceilings[100])]);
+}
+
+Table(["what", "events/s", "CPU s (process)", "peak working set", "÷ ceiling, same batch"], rows);
+
+Console.WriteLine();
+var latencyRows = new List<string[]>();
+foreach (var rate in new[] { 500, 2000 })
+{
+    var (p50, p95, p99, handled) = await ProductRuns.LatencyAsync(database, rate, TimeSpan.FromSeconds(latencySeconds), TimeSpan.FromSeconds(10));
+    latencyRows.Add([$"{rate}/s for {latencySeconds} s, POLL_INTERVAL_MS=10000", handled.ToString("N0", CultureInfo.InvariantCulture), Ms(p50), Ms(p95), Ms(p99)]);
+}
+
+Table(["latency: insert → handled", "handled", "p50", "p95", "p99"], latencyRows);
+Console.WriteLine();
+Console.WriteLine("Claim plan with the table as it is now:");
+Console.WriteLine(await database.ExplainClaimAsync());
+return 0;
+
+int Option(string name, int fallback)
+{
+    var index = Array.IndexOf(args, name);
+    return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
+}
+
+static string Rate(double perSecond) => perSecond.ToString("N0", CultureInfo.InvariantCulture);
+
+static string Cpu(double seconds) => seconds.ToString("0.0", CultureInfo.InvariantCulture);
+
+static string Mb(double mb) => $"{mb.ToString("0", CultureInfo.InvariantCulture)} MB";
+
+static string Ms(double ms) => $"{ms.ToString("0.0", CultureInfo.InvariantCulture)} ms";
+
+static string Ratio(double product, double ceiling) => (product / ceiling).ToString("0.00", CultureInfo.InvariantCulture);
+
+static void Table(string[] header, List<string[]> rows)
+{
+    Console.WriteLine($"| {string.Join(" | ", header)} |");
+    Console.WriteLine($"|{string.Join("|", header.Select(_ => " --- "))}|");
+    foreach (var row in rows)
+    {
+        Console.WriteLine($"| {string.Join(" | ", row)} |");
+    }
+}
+
+/// <summary>The PostgreSQL the benchmark runs against.</summary>
+internal sealed class BenchServer : IAsyncDisposable
+{
+    private readonly string? _dataDirectory;
+    private readonly string? _script;
+
+    private BenchServer(string adminConnectionString, string description, string? dataDirectory, string? script)
+    {
+        AdminConnectionString = adminConnectionString;
+        Description = description;
+        _dataDirectory = dataDirectory;
+        _script = script;
+    }
+
+    public string AdminConnectionString { get; }
+
+    public string Description { get; }
+
+    public static async Task<BenchServer> StartAsync()
+    {
+        var given = Environment.GetEnvironmentVariable("EVENTPROC_BENCH_PG");
+        if (!string.IsNullOrWhiteSpace(given))
+        {
+            return new BenchServer(given, "EVENTPROC_BENCH_PG", null, null);
+        }
+
+        var root = RepositoryRoot();
+        var script = Path.Combine(root, "deploy", "local", "pg.sh");
+        var port = int.Parse((await RunAsync(Path.Combine(root, "deploy", "local", "free-port.sh"))).Trim(), CultureInfo.InvariantCulture);
+        var directory = Directory.CreateTempSubdirectory("eventproc-bench-pg").FullName;
+        await RunAsync(script, "start", directory, port.ToString(CultureInfo.InvariantCulture));
+        return new BenchServer(
+            $"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres",
+            "local binaries via deploy/local/pg.sh (fsync=off, synchronous_commit=off)",
+            directory,
+            script);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_script is not null && _dataDirectory is not null)
+        {
+            await RunAsync(_script, "stop", _dataDirectory);
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "EventProcessor.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("EventProcessor.sln not found above the benchmark; run it from the repository.");
+    }
+
+    private static async Task<string> RunAsync(string file, params string[] arguments)
+    {
+        using var process = Process.Start(new ProcessStartInfo("bash", [file, .. arguments])
+        {
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        })!;
+        var output = await process.StandardOutput.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return process.ExitCode == 0 ? output : throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} exited with {process.ExitCode}.");
+    }
+}
