@@ -123,6 +123,44 @@ public sealed class LateCommitTests
     }
 
     [Test]
+    public async Task AnEarlierEventOfAnAggregateThatCommitsWhileTheLaterOneIsHeldWaitsForItThenRuns()
+    {
+        var aggregate = Guid.NewGuid();
+        var timeline = new Timeline();
+        await using var holder = await StartAsync(timeline, pollingEnabled: false);
+        await using var other = await StartAsync(timeline, pollingEnabled: false);
+
+        await using var late = await BeginLateInsertAsync(aggregate);
+        var a2 = await _db.InsertEventAsync(Timeline.EventType, new { }, aggregate);
+        timeline.Hold(a2);
+        var holding = holder.Engine.ProcessBatchAsync(CancellationToken.None);
+        await timeline.Entered(a2).WaitAsync(TimeSpan.FromSeconds(30));
+        await late.CommitAsync();
+
+        // A2 is running on one instance; the late A1 is now visible to the other.
+        var claimedMeanwhile = await other.Engine.ProcessBatchAsync(CancellationToken.None);
+        var byId = await other.Engine.ProcessEventAsync(late.Id, CancellationToken.None);
+        timeline.Release(a2);
+        var heldClaim = await holding;
+        var claimedAfter = await other.Engine.ProcessBatchAsync(CancellationToken.None);
+
+        await PrintOrderAsync(late.Id, a2, timeline);
+        await TestContext.Out.WriteLineAsync(
+            $"claimed by the other instance while A2 was held: {claimedMeanwhile} (batch), {byId.Status} (by id); after: {claimedAfter}");
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await CreatedBeforeAsync(late.Id, a2), Is.True, "A1 has the earlier created_at");
+            Assert.That(heldClaim, Is.EqualTo(1), "A1 was not visible to the claim that took A2");
+            Assert.That(claimedMeanwhile, Is.Zero, "A1 waits while A2 of its aggregate is held");
+            Assert.That(byId.Status, Is.EqualTo(ProcessEventStatus.WaitingForEarlierEvent), "nor can it be run by id");
+            Assert.That(byId.WaitingFor, Is.EqualTo(a2));
+            Assert.That(claimedAfter, Is.EqualTo(1));
+            Assert.That(timeline.Ids, Is.EqualTo(new[] { a2, late.Id }), "A2 first: the order the claims saw");
+            Assert.That(timeline.Overlapped(a2, late.Id), Is.False, "one at a time");
+        });
+    }
+
+    [Test]
     public async Task ALaterEventHeldByACrashedInstanceDoesNotHoldBackALateEarlierOneOnceItsLeaseRanOut()
     {
         var aggregate = Guid.NewGuid();
