@@ -143,7 +143,10 @@ public enum ProcessEventStatus
     /// <summary>Another worker holds the event right now.</summary>
     Held,
 
-    /// <summary>An earlier event of the same aggregate is still pending; order comes first.</summary>
+    /// <summary>
+    /// Another event of the same aggregate comes first: an earlier one that is still pending, or one that is running
+    /// now (a later event whose claim came before this event's insert committed). Order comes first.
+    /// </summary>
     WaitingForEarlierEvent,
 }
 
@@ -151,7 +154,7 @@ public enum ProcessEventStatus
 /// <param name="Status">What happened to the request.</param>
 /// <param name="Outcome">When run, the event's fate.</param>
 /// <param name="Error">When run and not completed, why.</param>
-/// <param name="WaitingFor">When waiting, the earlier event it waits for.</param>
+/// <param name="WaitingFor">When waiting, the event of its aggregate it waits for.</param>
 public sealed record ProcessEventResult(ProcessEventStatus Status, OutcomeKind? Outcome, string? Error, Guid? WaitingFor);
 
 /// <summary>The pending events, as the database counts them.</summary>

@@ -26,11 +26,25 @@ internal static class EventSql
     /// processed, its backoff is over, and no one holds a live lease on it. Per-aggregate order: an event waits while
     /// an earlier pending event of its aggregate waits for a retry or is held (or was held, and is being rescued);
     /// earlier events that are due themselves come first in the same batch, so one batch can carry a run of one
-    /// aggregate. The attempt is counted here, committed before any handler runs.
+    /// aggregate. It also waits while any event of its aggregate is held, later ones included: an insert that
+    /// commits late (its created_at is its transaction's start) can become visible while a later event of its
+    /// aggregate is running, and must not run beside it. The attempt is counted here, committed before any handler
+    /// runs.
     /// </summary>
+    /// <remarks>
+    /// The held aggregates are read once per claim through the partial index <c>events_held_by</c>, which holds only
+    /// what is leased right now, so the check costs the same however deep an aggregate's backlog is.
+    /// </remarks>
     public const string ClaimBatch =
         $"""
-        WITH due AS (
+        WITH held AS MATERIALIZED (
+          SELECT DISTINCT h.aggregate_id
+          FROM events h
+          WHERE h.locked_by IS NOT NULL
+            AND h.locked_until >= now()
+            AND h.processed = false
+            AND h.aggregate_id IS NOT NULL
+        ), due AS (
           SELECT e.id
           FROM events e
           WHERE e.processed = false
@@ -42,6 +56,7 @@ internal static class EventSql
                 AND p.processed = false
                 AND (p.created_at, p.id) < (e.created_at, e.id)
                 AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL))
+            AND NOT EXISTS (SELECT 1 FROM held WHERE held.aggregate_id = e.aggregate_id)
           ORDER BY e.created_at, e.id
           LIMIT @limit
           FOR UPDATE SKIP LOCKED
@@ -57,7 +72,8 @@ internal static class EventSql
 
     /// <summary>
     /// Claims one event by id for an on-demand run: the same rules as <see cref="ClaimBatch"/> except that a
-    /// pending backoff is skipped, since someone asked for it now.
+    /// pending backoff is skipped, since someone asked for it now, and that any earlier pending event of its
+    /// aggregate makes it wait, as does any event of its aggregate that is held.
     /// </summary>
     public const string ClaimById =
         $"""
@@ -73,19 +89,33 @@ internal static class EventSql
               WHERE p.aggregate_id = c.aggregate_id
                 AND p.processed = false
                 AND (p.created_at, p.id) < (c.created_at, c.id))
+            AND NOT EXISTS (
+              SELECT 1 FROM events h
+              WHERE h.aggregate_id = c.aggregate_id
+                AND h.locked_by IS NOT NULL
+                AND h.locked_until >= now()
+                AND h.processed = false)
           FOR UPDATE SKIP LOCKED)
         RETURNING {ClaimedColumns}
         """;
 
-    /// <summary>Why <see cref="ClaimById"/> claimed nothing: no row, processed, held, or waiting for an earlier event.</summary>
+    /// <summary>
+    /// Why <see cref="ClaimById"/> claimed nothing: no row, processed, held, or waiting for another event of its
+    /// aggregate (the first earlier pending one, else one that is held right now).
+    /// </summary>
     public const string ExplainUnclaimable =
         """
         SELECT e.processed,
                (e.locked_until IS NOT NULL AND e.locked_until >= now()) AS held,
-               (SELECT p.id FROM events p
-                WHERE p.aggregate_id = e.aggregate_id AND p.processed = false
-                  AND (p.created_at, p.id) < (e.created_at, e.id)
-                ORDER BY p.created_at, p.id LIMIT 1) AS waiting_for
+               coalesce(
+                 (SELECT p.id FROM events p
+                  WHERE p.aggregate_id = e.aggregate_id AND p.processed = false
+                    AND (p.created_at, p.id) < (e.created_at, e.id)
+                  ORDER BY p.created_at, p.id LIMIT 1),
+                 (SELECT p.id FROM events p
+                  WHERE p.aggregate_id = e.aggregate_id AND p.processed = false AND p.id <> e.id
+                    AND p.locked_by IS NOT NULL AND p.locked_until >= now()
+                  LIMIT 1)) AS waiting_for
         FROM events e WHERE e.id = @id
         """;
 
