@@ -49,6 +49,7 @@ internal static class ServiceApp
             // registered validator). Parsed once here, before anything is served.
             builder.Services.AddSingleton<IEventPayloadValidator>(
                 EventSchemaCatalog.LoadAsync(ShippedSchemas.Schemas).GetAwaiter().GetResult());
+            settings.CheckAccess(builder.Environment);
         }
         catch (Exception exception) when (exception is SettingsException or WebhookConfigurationException)
         {
@@ -79,6 +80,11 @@ internal static class ServiceApp
     {
         var settings = app.Services.GetRequiredService<ServiceSettings>();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EventProcessor.Host");
+        if (settings.AdminApiKey is null)
+        {
+            Log.AdminEndpointsOpen(logger, app.Environment.IsDevelopment() ? "Development" : "ALLOW_UNAUTHENTICATED=true");
+        }
+
         try
         {
             if (settings.RunMigrations)

@@ -329,9 +329,9 @@ public sealed class AdminEndpointTests
     }
 
     [Test]
-    public async Task Without_an_admin_key_the_endpoints_are_open()
+    public async Task With_ALLOW_UNAUTHENTICATED_and_no_admin_key_the_endpoints_are_open()
     {
-        await using var service = await ServiceAppFixture.StartAsync(_db);
+        await using var service = await ServiceAppFixture.StartAsync(_db, settings: [new("ALLOW_UNAUTHENTICATED", "true")]);
 
         using var response = await service.PostAsync("/process-batch", null, ("X-API-Key", "anything"));
 
