@@ -60,7 +60,7 @@ internal static class ServiceApp
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(settings.BindAddress, settings.Port);
-            kestrel.Limits.MaxRequestBodySize = settings.MaxBodyBytes;
+            HttpLimits.Apply(kestrel.Limits, settings);
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(settings);

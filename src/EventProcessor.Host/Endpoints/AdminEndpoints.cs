@@ -10,6 +10,9 @@ namespace EventProcessor.Host.Endpoints;
 /// </summary>
 internal static class AdminEndpoints
 {
+    /// <summary>The largest body an admin endpoint reads: they take an id or nothing, so anything bigger is not for them.</summary>
+    public const int MaxBodyBytes = 4 * 1024;
+
     public static IEndpointRouteBuilder MapAdminEndpoints(this IEndpointRouteBuilder endpoints)
     {
         var admin = endpoints.MapGroup("").AddEndpointFilter<ApiKeyFilter>();
@@ -58,8 +61,13 @@ internal static class AdminEndpoints
         };
     }
 
-    private static async Task<IResult> ProcessBatchAsync(EventEngine engine, IHostApplicationLifetime lifetime)
+    private static async Task<IResult> ProcessBatchAsync(HttpRequest request, EventEngine engine, IHostApplicationLifetime lifetime)
     {
+        if (await ReadNoBodyAsync(request) is { } refused)
+        {
+            return refused;
+        }
+
         int claimed;
         try
         {
@@ -78,31 +86,74 @@ internal static class AdminEndpoints
     private static async Task<(Guid EventId, IResult? Problem)> ReadEventIdAsync(HttpRequest request)
     {
         const string Expected = "Send a JSON body {\"event_id\": \"<uuid>\"}.";
-        JsonDocument document;
-        try
+        var (body, refused) = await RequestBody.ReadJsonAsync(request, MaxBodyBytes, null, request.HttpContext.RequestAborted);
+        if (refused is not null)
         {
-            document = await JsonDocument.ParseAsync(request.Body, default, request.HttpContext.RequestAborted);
+            return (default, refused);
         }
-        catch (JsonException)
+
+        using var document = ParseOrNull(body);
+        if (document is null)
         {
             return (default, Problem(StatusCodes.Status400BadRequest, "Malformed JSON", $"The body is not valid JSON. {Expected}"));
         }
 
-        using (document)
+        var root = document.RootElement;
+        if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("event_id", out var value))
         {
-            if (document.RootElement.ValueKind != JsonValueKind.Object
-                || !document.RootElement.TryGetProperty("event_id", out var value))
-            {
-                return (default, Problem(StatusCodes.Status400BadRequest, "Missing event_id", $"event_id is required. {Expected}"));
-            }
-
-            if (value.ValueKind != JsonValueKind.String || !Guid.TryParse(value.GetString(), out var eventId))
-            {
-                return (default, Problem(StatusCodes.Status400BadRequest, "Malformed event_id", $"event_id must be a UUID string. {Expected}"));
-            }
-
-            return (eventId, null);
+            return (default, Problem(StatusCodes.Status400BadRequest, "Missing event_id", $"event_id is required. {Expected}"));
         }
+
+        if (value.ValueKind != JsonValueKind.String || !Guid.TryParse(value.GetString(), out var eventId))
+        {
+            return (default, Problem(StatusCodes.Status400BadRequest, "Malformed event_id", $"event_id must be a UUID string. {Expected}"));
+        }
+
+        return UnknownField(root, "event_id") is { } unknown
+            ? (default, Problem(StatusCodes.Status400BadRequest, "Unknown field", $"The body has a field '{unknown}'; it takes event_id only. {Expected}"))
+            : (eventId, null);
+    }
+
+    /// <summary>A body for an endpoint that takes none: nothing, or an empty JSON object.</summary>
+    private static async Task<IResult?> ReadNoBodyAsync(HttpRequest request)
+    {
+        var (body, refused) = await RequestBody.ReadJsonAsync(request, MaxBodyBytes, null, request.HttpContext.RequestAborted);
+        if (refused is not null || body.Length == 0)
+        {
+            return refused;
+        }
+
+        using var document = ParseOrNull(body);
+        return document is { RootElement: { ValueKind: JsonValueKind.Object } root } && UnknownField(root) is null
+            ? null
+            : Problem(StatusCodes.Status400BadRequest, "Unexpected body", $"{request.Path} takes no body; send none, or {{}}.");
+    }
+
+    /// <summary>Parses a small admin body: duplicate property names are refused, so no two readers can disagree on a value.</summary>
+    private static JsonDocument? ParseOrNull(byte[] body)
+    {
+        try
+        {
+            return JsonDocument.Parse(body, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 16 });
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The first property of <paramref name="root"/> not in <paramref name="known"/>, shortened for a message; null when there is none.</summary>
+    private static string? UnknownField(JsonElement root, params string[] known)
+    {
+        foreach (var property in root.EnumerateObject())
+        {
+            if (!known.Contains(property.Name, StringComparer.Ordinal))
+            {
+                return property.Name.Length <= 64 ? property.Name : string.Concat(property.Name.AsSpan(0, 63), "…");
+            }
+        }
+
+        return null;
     }
 
     private static IResult DatabaseUnavailable() =>

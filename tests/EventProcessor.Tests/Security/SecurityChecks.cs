@@ -1,0 +1,28 @@
+using EventProcessor.Tests.Support;
+
+namespace EventProcessor.Tests.Security;
+
+/// <summary>What the security tests check after every hostile request: what the database holds.</summary>
+internal static class SecurityChecks
+{
+    /// <summary>The rows of every table a request could write to; fails if the events table is gone.</summary>
+    public static async Task<RowCounts> CountRowsAsync(TestDatabase db)
+    {
+        Assert.That(
+            await db.ScalarAsync<bool>("SELECT to_regclass('public.events') IS NOT NULL"),
+            Is.True,
+            "the events table still exists");
+        return new RowCounts(
+            await db.ScalarAsync<long>("SELECT count(*) FROM events"),
+            await db.ScalarAsync<long>("SELECT count(*) FROM events WHERE attempts > 0 OR processed"),
+            await db.ScalarAsync<long>("SELECT count(*) FROM event_dead_letters"),
+            await db.ScalarAsync<long>("SELECT count(*) FROM clients"));
+    }
+}
+
+/// <summary>Row counts, compared before and after a request that must write nothing.</summary>
+/// <param name="Events">Rows in <c>events</c>.</param>
+/// <param name="Touched">Events claimed or processed at least once.</param>
+/// <param name="DeadLetters">Rows in <c>event_dead_letters</c>.</param>
+/// <param name="Clients">Rows in <c>clients</c>.</param>
+internal sealed record RowCounts(long Events, long Touched, long DeadLetters, long Clients);
