@@ -8,6 +8,7 @@ using EventProcessor.Ingress.Schemas;
 using EventProcessor.Migrations;
 using EventProcessor.Validation;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 using Npgsql;
 
 namespace EventProcessor.Host;
@@ -18,6 +19,9 @@ namespace EventProcessor.Host;
 /// </summary>
 internal static class ServiceApp
 {
+    /// <summary>The Retry-After of a 503: long enough for a database restart or a pool to drain, short enough to matter.</summary>
+    public const string RetryAfterUnavailableSeconds = "5";
+
     /// <summary>Builds the service. Throws <see cref="StartupException"/> with one clear line for a bad setting.</summary>
     /// <param name="args">The command line.</param>
     /// <param name="overrides">Settings that win over the environment's (tests).</param>
@@ -65,14 +69,38 @@ internal static class ServiceApp
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(settings);
         builder.Services.AddProblemDetails();
+        builder.Services.AddAdminRateLimiting(settings);
 
         var app = builder.Build();
+        app.Use(AddRetryAfterToEvery503);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseRateLimiter();
         app.MapHealthEndpoints();
         app.MapAdminEndpoints();
         app.MapIngressEndpoints();
         return app;
+    }
+
+    /// <summary>
+    /// Every 503 says when to come back, whichever code wrote it (a database that is away, an exhausted pool), so
+    /// that clients and load balancers back off instead of hammering.
+    /// </summary>
+    private static Task AddRetryAfterToEvery503(HttpContext context, RequestDelegate next)
+    {
+        context.Response.OnStarting(
+            static state =>
+            {
+                var response = (HttpResponse)state;
+                if (response.StatusCode == StatusCodes.Status503ServiceUnavailable && !response.Headers.ContainsKey(HeaderNames.RetryAfter))
+                {
+                    response.Headers.RetryAfter = RetryAfterUnavailableSeconds;
+                }
+
+                return Task.CompletedTask;
+            },
+            context.Response);
+        return next(context);
     }
 
     /// <summary>Migrates (unless disabled), then serves until SIGTERM. Returns the process exit code.</summary>

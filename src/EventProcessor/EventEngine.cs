@@ -100,10 +100,10 @@ public sealed class EventEngine : IDisposable
     {
         var claimed = waitOutOutage
             ? await _waitForDatabase.ExecuteAsync(
-                static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, token),
+                static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, onDemand: false, token),
                 this,
                 stopping)
-            : await _claimer.ClaimBatchAsync(Options.BatchSize, stopping);
+            : await _claimer.ClaimBatchAsync(Options.BatchSize, onDemand: true, stopping);
         if (claimed.Count == 0)
         {
             return 0;

@@ -29,7 +29,8 @@ internal sealed record ServiceSettings(
     int MaxBodyBytes,
     int MaxDecompressedBytes,
     int MaxJsonDepth,
-    bool AllowUnauthenticated)
+    bool AllowUnauthenticated,
+    int AdminRateLimitPerMinute)
 {
     public static ServiceSettings Load(IConfiguration configuration)
     {
@@ -53,7 +54,8 @@ internal sealed record ServiceSettings(
             MaxBodyBytes: Int(configuration, "MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
             MaxDecompressedBytes: Int(configuration, "MAX_DECOMPRESSED_BYTES", 8 * 1024 * 1024, 1024, 256 * 1024 * 1024),
             MaxJsonDepth: Int(configuration, "MAX_JSON_DEPTH", 64, 2, 1_000),
-            AllowUnauthenticated: Bool(configuration, "ALLOW_UNAUTHENTICATED", false));
+            AllowUnauthenticated: Bool(configuration, "ALLOW_UNAUTHENTICATED", false),
+            AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000));
     }
 
     /// <summary>

@@ -15,7 +15,7 @@ internal static class AdminEndpoints
 
     public static IEndpointRouteBuilder MapAdminEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        var admin = endpoints.MapGroup("").AddEndpointFilter<ApiKeyFilter>();
+        var admin = endpoints.MapGroup("").AddEndpointFilter<ApiKeyFilter>().RequireRateLimiting(AdminRateLimiting.Policy);
         admin.MapPost("/process-event", ProcessEventAsync);
         admin.MapPost("/process-batch", ProcessBatchAsync);
         return endpoints;

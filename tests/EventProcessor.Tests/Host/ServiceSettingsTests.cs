@@ -36,6 +36,7 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.BindAddress, Is.EqualTo(IPAddress.Any), "BIND_ADDRESS");
             Assert.That(settings.AdminApiKey, Is.Null, "ADMIN_API_KEY");
             Assert.That(settings.AllowUnauthenticated, Is.False, "ALLOW_UNAUTHENTICATED");
+            Assert.That(settings.AdminRateLimitPerMinute, Is.EqualTo(600), "ADMIN_RATE_LIMIT_PER_MINUTE");
         });
     }
 
@@ -74,12 +75,13 @@ public sealed class ServiceSettingsTests
             ("MAX_BODY_BYTES", "2048"),
             ("MAX_DECOMPRESSED_BYTES", "4096"),
             ("MAX_JSON_DEPTH", "8"),
-            ("ALLOW_UNAUTHENTICATED", "yes"));
+            ("ALLOW_UNAUTHENTICATED", "yes"),
+            ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"));
 
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true)));
+                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
@@ -105,6 +107,7 @@ public sealed class ServiceSettingsTests
     [TestCase("MAX_DECOMPRESSED_BYTES", "x")]
     [TestCase("MAX_JSON_DEPTH", "1")]
     [TestCase("ALLOW_UNAUTHENTICATED", "please")]
+    [TestCase("ADMIN_RATE_LIMIT_PER_MINUTE", "0")]
     [TestCase("DATABASE_URL", "mysql://x")]
     [TestCase("DATABASE_URL", "not a url")]
     public void An_invalid_value_throws_naming_the_setting(string key, string value)
