@@ -68,7 +68,7 @@ internal static class ServiceApp
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(settings);
-        builder.Services.AddProblemDetails();
+        builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = HideInternals);
         builder.Services.AddAdminRateLimiting(settings);
 
         var app = builder.Build();
@@ -101,6 +101,20 @@ internal static class ServiceApp
             },
             context.Response);
         return next(context);
+    }
+
+    /// <summary>
+    /// An unexpected exception (a 500) tells the caller that it happened and when, never what it said: exception
+    /// messages name hosts, SQL and sometimes secrets. The exception itself goes to the log.
+    /// </summary>
+    private static void HideInternals(ProblemDetailsContext context)
+    {
+        if (context.ProblemDetails.Status is null or >= StatusCodes.Status500InternalServerError && context.Exception is not null)
+        {
+            context.ProblemDetails.Title = "Internal error";
+            context.ProblemDetails.Detail = "The request failed on an unexpected error, which the service has logged.";
+            context.ProblemDetails.Extensions.Remove("exception");
+        }
     }
 
     /// <summary>Migrates (unless disabled), then serves until SIGTERM. Returns the process exit code.</summary>

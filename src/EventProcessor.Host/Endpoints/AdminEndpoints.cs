@@ -44,7 +44,7 @@ internal static class AdminEndpoints
         return result.Status switch
         {
             ProcessEventStatus.Processed => Results.Json(
-                new ProcessEventResponse(true, "Event processing started", id, OutcomeName(result.Outcome), result.Error),
+                new ProcessEventResponse(true, "Event processing started", id, OutcomeName(result.Outcome), Summary(result.Outcome)),
                 statusCode: StatusCodes.Status202Accepted),
             ProcessEventStatus.NotFound => Problem(StatusCodes.Status404NotFound, "Event not found", $"No event has id {id}.", id),
             ProcessEventStatus.AlreadyProcessed => Problem(
@@ -168,6 +168,20 @@ internal static class AdminEndpoints
             title: title,
             detail: detail,
             extensions: eventId is null ? null : new Dictionary<string, object?> { ["event_id"] = eventId });
+
+    /// <summary>
+    /// What a caller is told about an outcome that is not a success. Never the engine's reason itself: that quotes
+    /// the handler's exception, which may carry anything (a connection string, a customer's data); it stays in the
+    /// database, where the admin can read it.
+    /// </summary>
+    private static string? Summary(OutcomeKind? outcome) => outcome switch
+    {
+        OutcomeKind.RetryLater => "A handler failed; the event will be retried. The reason is in the event's metadata.last_error.",
+        OutcomeKind.DeadLettered => "The event was dead-lettered; the reason is in event_dead_letters.error_message.",
+        OutcomeKind.Skipped => "No handler takes this event type; the event is marked processed and skipped.",
+        OutcomeKind.Released => "The event was released unfinished (shutdown, or a lost database connection) and will run again.",
+        _ => null,
+    };
 
     private static string? OutcomeName(OutcomeKind? outcome) => outcome switch
     {

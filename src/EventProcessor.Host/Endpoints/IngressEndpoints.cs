@@ -47,10 +47,18 @@ internal static class IngressEndpoints
         ServiceSettings settings,
         CancellationToken cancellationToken)
     {
-        var (tenantId, unidentified) = await IdentifyAsync(request, settings, clients, cancellationToken);
-        if (unidentified is not null)
+        string? tenantId;
+        try
         {
-            return unidentified;
+            (tenantId, var unidentified) = await IdentifyAsync(request, settings, clients, cancellationToken);
+            if (unidentified is not null)
+            {
+                return unidentified;
+            }
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+        {
+            return DatabaseUnavailable();
         }
 
         var (body, refused) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
@@ -108,12 +116,15 @@ internal static class IngressEndpoints
         }
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
         {
-            return Results.Problem(
-                statusCode: StatusCodes.Status503ServiceUnavailable,
-                title: "Database unavailable",
-                detail: "The database cannot be reached right now; nothing was written. Try again shortly: the same delivery is recognised and written once.");
+            return DatabaseUnavailable();
         }
     }
+
+    private static IResult DatabaseUnavailable() =>
+        Results.Problem(
+            statusCode: StatusCodes.Status503ServiceUnavailable,
+            title: "Database unavailable",
+            detail: "The database cannot be reached right now; nothing was written. Try again shortly: the same delivery is recognised and written once.");
 
     /// <summary>
     /// Who is publishing: a client (its id becomes the events' tenant), the admin (no tenant), or, when no

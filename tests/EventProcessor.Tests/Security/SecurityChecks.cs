@@ -2,9 +2,22 @@ using EventProcessor.Tests.Support;
 
 namespace EventProcessor.Tests.Security;
 
-/// <summary>What the security tests check after every hostile request: what the database holds.</summary>
+/// <summary>What the security tests check after every hostile request: what the database holds, what a body shows.</summary>
 internal static class SecurityChecks
 {
+    /// <summary>What no response body may contain: traces of stack frames, the database driver, connection strings.</summary>
+    private static readonly string[] Internals =
+        ["at EventProcessor.", "   at ", ".cs:line", "Npgsql", "Host=", "Password", "Username=", "Exception", "SELECT ", "INSERT "];
+
+    /// <summary>Fails when <paramref name="body"/> shows an internal detail or any of <paramref name="secrets"/>.</summary>
+    public static void AssertNothingLeaks(string body, string what, params string[] secrets)
+    {
+        foreach (var marker in Internals.Concat(secrets))
+        {
+            Assert.That(body, Does.Not.Contain(marker).IgnoreCase, $"{what}: the body shows '{marker}': {body}");
+        }
+    }
+
     /// <summary>The rows of every table a request could write to; fails if the events table is gone.</summary>
     public static async Task<RowCounts> CountRowsAsync(TestDatabase db)
     {
