@@ -10,4 +10,10 @@ internal static partial class Log
         LogLevel.Warning,
         "No ADMIN_API_KEY ({Reason}): the admin endpoints and POST /events accept requests without a key; keep this service on a private network")]
     public static partial void AdminEndpointsOpen(ILogger logger, string reason);
+
+    [LoggerMessage(
+        3,
+        LogLevel.Error,
+        "The audit row of {Action} by {Actor} on [{TargetIds}] could not be written; the change itself is done")]
+    public static partial void AuditWriteFailed(ILogger logger, string action, string actor, string targetIds, Exception exception);
 }

@@ -1,5 +1,6 @@
 using EventProcessor.Handlers.Schemas;
 using EventProcessor.Handlers.Webhooks;
+using EventProcessor.Host.Admin;
 using EventProcessor.Host.Configuration;
 using EventProcessor.Host.Endpoints;
 using EventProcessor.Ingress;
@@ -70,6 +71,8 @@ internal static class ServiceApp
         builder.Services.AddSingleton(settings);
         builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = HideInternals);
         builder.Services.AddAdminRateLimiting(settings);
+        builder.Services.AddSingleton(_ => new AdminDatabase(settings.ConnectionString));
+        builder.Services.AddSingleton<AdminStore>();
 
         var app = builder.Build();
         app.Use(AddRetryAfterToEvery503);

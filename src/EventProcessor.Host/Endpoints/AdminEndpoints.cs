@@ -1,14 +1,19 @@
 using System.Text.Json;
+using EventProcessor.Host.Admin;
+using EventProcessor.Host.Configuration;
 using EventProcessor.Processing;
 using Npgsql;
 
 namespace EventProcessor.Host.Endpoints;
 
 /// <summary>
-/// <c>POST /process-event</c> and <c>POST /process-batch</c>: run work now, even with polling disabled.
-/// Both answer 202 with the seed's body once the work is done, with its outcome added.
+/// The admin endpoints, behind the admin key and the admin rate limit. <c>POST /process-event</c> and
+/// <c>POST /process-batch</c> run work now, even with polling disabled, and answer 202 with the seed's body once the
+/// work is done, with its outcome added; <c>POST /replay</c> and <c>POST /dead-letters/{id}/retry</c> (in
+/// AdminEndpoints.Replay.cs) make processed events pending again. Every accepted request is written to
+/// <c>audit_log</c>; a refused one changes nothing and is not.
 /// </summary>
-internal static class AdminEndpoints
+internal static partial class AdminEndpoints
 {
     /// <summary>The largest body an admin endpoint reads: they take an id or nothing, so anything bigger is not for them.</summary>
     public const int MaxBodyBytes = 4 * 1024;
@@ -18,10 +23,13 @@ internal static class AdminEndpoints
         var admin = endpoints.MapGroup("").AddEndpointFilter<ApiKeyFilter>().RequireRateLimiting(AdminRateLimiting.Policy);
         admin.MapPost("/process-event", ProcessEventAsync);
         admin.MapPost("/process-batch", ProcessBatchAsync);
+        admin.MapPost("/replay", ReplayAsync);
+        admin.MapPost("/dead-letters/{id}/retry", RetryDeadLetterAsync);
         return endpoints;
     }
 
-    private static async Task<IResult> ProcessEventAsync(HttpRequest request, EventEngine engine, IHostApplicationLifetime lifetime)
+    private static async Task<IResult> ProcessEventAsync(
+        HttpRequest request, EventEngine engine, AdminStore store, ServiceSettings settings, IHostApplicationLifetime lifetime)
     {
         var (eventId, problem) = await ReadEventIdAsync(request);
         if (problem is not null)
@@ -41,6 +49,11 @@ internal static class AdminEndpoints
         }
 
         var id = eventId.ToString();
+        if (result.Status == ProcessEventStatus.Processed)
+        {
+            await store.RecordAsync(Audit(request, settings), "process_event", [eventId], OutcomeName(result.Outcome) ?? "unknown", null, lifetime.ApplicationStopping);
+        }
+
         return result.Status switch
         {
             ProcessEventStatus.Processed => Results.Json(
@@ -61,22 +74,28 @@ internal static class AdminEndpoints
         };
     }
 
-    private static async Task<IResult> ProcessBatchAsync(HttpRequest request, EventEngine engine, IHostApplicationLifetime lifetime)
+    private static async Task<IResult> ProcessBatchAsync(
+        HttpRequest request, EventEngine engine, AdminStore store, ServiceSettings settings, IHostApplicationLifetime lifetime)
     {
         if (await ReadNoBodyAsync(request) is { } refused)
         {
             return refused;
         }
 
-        int claimed;
+        IReadOnlyList<EventRunResult> ran;
         try
         {
-            claimed = await engine.ProcessBatchAsync(lifetime.ApplicationStopping);
+            ran = await engine.RunBatchNowAsync(lifetime.ApplicationStopping);
         }
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
         {
             return DatabaseUnavailable();
         }
+
+        var claimed = ran.Count;
+        var outcomes = ran.GroupBy(r => OutcomeName(r.Outcome) ?? "unknown").ToDictionary(g => g.Key, g => g.Count());
+        await store.RecordAsync(
+            Audit(request, settings), "process_batch", [.. ran.Select(r => r.EventId)], "claimed", new { claimed, outcomes }, lifetime.ApplicationStopping);
 
         return Results.Json(
             new ProcessBatchResponse(true, "Batch processing started", claimed),
@@ -155,6 +174,10 @@ internal static class AdminEndpoints
 
         return null;
     }
+
+    /// <summary>Who is asking: the admin key's holder, or anyone when the admin endpoints are open. Never the key itself.</summary>
+    private static AuditContext Audit(HttpRequest request, ServiceSettings settings) =>
+        new(settings.AdminApiKey is null ? "anonymous" : "admin", request.HttpContext.TraceIdentifier);
 
     private static IResult DatabaseUnavailable() =>
         Results.Problem(

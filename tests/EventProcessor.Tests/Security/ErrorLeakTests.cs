@@ -42,6 +42,8 @@ public sealed class ErrorLeakTests
         [
             ("/process-event", $$"""{"event_id": "{{Guid.NewGuid()}}"}""", AdminKey),
             ("/process-batch", null, AdminKey),
+            ("/replay", $$"""{"event_ids": ["{{Guid.NewGuid()}}"]}""", AdminKey),
+            ($"/dead-letters/{Guid.NewGuid()}/retry", null, AdminKey),
             ("/process", AwsFixtures.Read("ecs-task-state-change-event.json"), AdminKey),
             ("/events", """{"event_type": "leak.test", "payload": {}}""", AdminKey),
             ("/events", """{"event_type": "leak.test", "payload": {}}""", "epk_a_client_key_that_must_be_looked_up"),

@@ -44,6 +44,8 @@ public sealed class RequestLimitTests
         [
             ("/process-event", AdminEndpoints.MaxBodyBytes),
             ("/process-batch", AdminEndpoints.MaxBodyBytes),
+            ("/replay", AdminEndpoints.MaxReplayBodyBytes),
+            ($"/dead-letters/{Guid.Empty}/retry", AdminEndpoints.MaxBodyBytes),
             ("/process", MaxBodyBytes),
             ("/events", MaxBodyBytes),
         ];

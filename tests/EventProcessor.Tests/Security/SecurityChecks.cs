@@ -29,7 +29,8 @@ internal static class SecurityChecks
             await db.ScalarAsync<long>("SELECT count(*) FROM events"),
             await db.ScalarAsync<long>("SELECT count(*) FROM events WHERE attempts > 0 OR processed"),
             await db.ScalarAsync<long>("SELECT count(*) FROM event_dead_letters"),
-            await db.ScalarAsync<long>("SELECT count(*) FROM clients"));
+            await db.ScalarAsync<long>("SELECT count(*) FROM clients"),
+            await db.ScalarAsync<long>("SELECT count(*) FROM audit_log"));
     }
 }
 
@@ -38,4 +39,5 @@ internal static class SecurityChecks
 /// <param name="Touched">Events claimed or processed at least once.</param>
 /// <param name="DeadLetters">Rows in <c>event_dead_letters</c>.</param>
 /// <param name="Clients">Rows in <c>clients</c>.</param>
-internal sealed record RowCounts(long Events, long Touched, long DeadLetters, long Clients);
+/// <param name="Audit">Rows in <c>audit_log</c>.</param>
+internal sealed record RowCounts(long Events, long Touched, long DeadLetters, long Clients, long Audit);
