@@ -8,6 +8,7 @@ using EventProcessor.Ingress.Clients;
 using EventProcessor.Ingress.Schemas;
 using EventProcessor.Migrations;
 using EventProcessor.Validation;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using Npgsql;
@@ -69,7 +70,7 @@ internal static class ServiceApp
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(settings);
-        builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = HideInternals);
+        builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = CompleteProblem);
         builder.Services.AddAdminRateLimiting(settings);
         builder.Services.AddSingleton(_ => new AdminDatabase(settings.ConnectionString));
         builder.Services.AddSingleton<AdminStore>();
@@ -107,17 +108,27 @@ internal static class ServiceApp
     }
 
     /// <summary>
-    /// An unexpected exception (a 500) tells the caller that it happened and when, never what it said: exception
-    /// messages name hosts, SQL and sometimes secrets. The exception itself goes to the log.
+    /// Every problem says what went wrong in a sentence. An unexpected exception (a 500) tells the caller that it
+    /// happened, never what it said: exception messages name hosts, SQL and sometimes secrets. The exception itself
+    /// goes to the log. Nothing the caller sent is echoed here.
     /// </summary>
-    private static void HideInternals(ProblemDetailsContext context)
+    private static void CompleteProblem(ProblemDetailsContext context)
     {
-        if (context.ProblemDetails.Status is null or >= StatusCodes.Status500InternalServerError && context.Exception is not null)
+        var problem = context.ProblemDetails;
+        if (problem.Status is null or >= StatusCodes.Status500InternalServerError && context.Exception is not null)
         {
-            context.ProblemDetails.Title = "Internal error";
-            context.ProblemDetails.Detail = "The request failed on an unexpected error, which the service has logged.";
-            context.ProblemDetails.Extensions.Remove("exception");
+            problem.Title = "Internal error";
+            problem.Detail = "The request failed on an unexpected error, which the service has logged.";
+            problem.Extensions.Remove("exception");
         }
+
+        problem.Detail ??= problem.Status switch
+        {
+            StatusCodes.Status404NotFound => "There is no endpoint at this path; the API is described in the README.",
+            StatusCodes.Status405MethodNotAllowed => $"This endpoint does not take {context.HttpContext.Request.Method}.",
+            { } status => $"{ReasonPhrases.GetReasonPhrase(status)}.",
+            null => "The request failed.",
+        };
     }
 
     /// <summary>Migrates (unless disabled), then serves until SIGTERM. Returns the process exit code.</summary>
