@@ -148,16 +148,49 @@ internal static partial class AdminEndpoints
             : Problem(StatusCodes.Status400BadRequest, "Unexpected body", $"{request.Path} takes no body; send none, or {{}}.");
     }
 
-    /// <summary>Parses a small admin body: duplicate property names are refused, so no two readers can disagree on a value.</summary>
+    /// <summary>
+    /// Parses a small admin body, or returns null when it is not well-formed JSON text: a name given twice is refused
+    /// (no two readers can disagree on a value), and so is a string with an unpaired surrogate, which
+    /// System.Text.Json parses but then cannot decode (it throws InvalidOperationException, not JsonException).
+    /// </summary>
     private static JsonDocument? ParseOrNull(byte[] body)
     {
+        JsonDocument? document = null;
         try
         {
-            return JsonDocument.Parse(body, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 16 });
+            document = JsonDocument.Parse(body, new JsonDocumentOptions { AllowDuplicateProperties = false, MaxDepth = 16 });
+            DecodeEveryString(document.RootElement);
+            return document;
         }
-        catch (JsonException)
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException)
         {
+            document?.Dispose();
             return null;
+        }
+    }
+
+    private static void DecodeEveryString(JsonElement element)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                _ = element.GetString();
+                break;
+            case JsonValueKind.Array:
+                foreach (var item in element.EnumerateArray())
+                {
+                    DecodeEveryString(item);
+                }
+
+                break;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    _ = property.Name;
+                    DecodeEveryString(property.Value);
+                }
+
+                break;
         }
     }
 
