@@ -100,6 +100,42 @@ public sealed class RequestLimitTests
     }
 
     [Test]
+    public async Task A_client_that_pushes_8_MB_without_asking_is_answered_413_or_cut_off_and_nothing_is_written()
+    {
+        await using var service = await ServiceAppFixture.StartAsync(_db);
+        var before = await SecurityChecks.CountRowsAsync(_db);
+        const int Size = 8 * 1024 * 1024;
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, service.BaseAddress.Port);
+        var stream = client.GetStream();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var answer = ReadAnswerAsync(stream, stop.Token);
+
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            $"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {Size}\r\n\r\n{{\"a\": \""), stop.Token);
+        var chunk = Encoding.ASCII.GetBytes(new string('x', 64 * 1024));
+        try
+        {
+            for (var sent = 0; sent < Size && !answer.IsCompleted; sent += chunk.Length)
+            {
+                await stream.WriteAsync(chunk, stop.Token);
+            }
+        }
+        catch (Exception exception) when (exception is IOException or SocketException)
+        {
+            // Cut off: the service will not take what it did not ask for.
+        }
+
+        var text = await answer;
+        Assert.Multiple(async () =>
+        {
+            Assert.That(text, Is.Empty.Or.StartsWith("HTTP/1.1 413"), "a 413, or the connection cut before any answer");
+            Assert.That(await SecurityChecks.CountRowsAsync(_db), Is.EqualTo(before), "nothing was written");
+        });
+        await service.AssertStillServingAsync();
+    }
+
+    [Test]
     public async Task Kestrel_limits_are_the_services_own_not_the_servers_defaults()
     {
         await using var service = await ServiceAppFixture.StartAsync(_db);
@@ -188,6 +224,27 @@ public sealed class RequestLimitTests
         var elapsed = clock.Elapsed;
         var served = await health;
         return (cutOff, elapsed, served);
+    }
+
+    /// <summary>What the server answers until it ends the connection (or resets it).</summary>
+    private static async Task<string> ReadAnswerAsync(NetworkStream stream, CancellationToken stop)
+    {
+        var received = new MemoryStream();
+        var buffer = new byte[4096];
+        try
+        {
+            int read;
+            while ((read = await stream.ReadAsync(buffer, stop)) > 0)
+            {
+                received.Write(buffer, 0, read);
+            }
+        }
+        catch (Exception exception) when (exception is IOException or SocketException or OperationCanceledException)
+        {
+            // Reset or given up: what arrived before is the answer.
+        }
+
+        return Encoding.ASCII.GetString(received.ToArray());
     }
 
     /// <summary>True once the server ends the connection (end of stream or reset); false when <paramref name="stop"/> fires first.</summary>
