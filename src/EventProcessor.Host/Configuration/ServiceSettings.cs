@@ -73,6 +73,22 @@ internal sealed record ServiceSettings(
         }
     }
 
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        // The printed form (ToString) leaves the secrets out, in case it ever reaches a log or a message: the admin
+        // key is only said to be set, and the connection string loses its password.
+        var connection = new NpgsqlConnectionStringBuilder(ConnectionString) { Password = null };
+        builder.Append(CultureInfo.InvariantCulture, $"BindAddress = {BindAddress}, Port = {Port}, PollIntervalMs = {PollIntervalMs}, ")
+            .Append(CultureInfo.InvariantCulture, $"BatchSize = {BatchSize}, MaxRetries = {MaxRetries}, EnablePolling = {EnablePolling}, ")
+            .Append(CultureInfo.InvariantCulture, $"LogLevel = {LogLevel}, RetryBaseDelayMs = {RetryBaseDelayMs}, RetryMaxDelayMs = {RetryMaxDelayMs}, ")
+            .Append(CultureInfo.InvariantCulture, $"RetryBackoffFactor = {RetryBackoffFactor}, HandlerTimeoutMs = {HandlerTimeoutMs}, LeaseMs = {LeaseMs}, ")
+            .Append(CultureInfo.InvariantCulture, $"RunMigrations = {RunMigrations}, ConnectionString = {connection.ConnectionString}, ")
+            .Append(CultureInfo.InvariantCulture, $"AdminApiKey = {(AdminApiKey is null ? "(none)" : "(set)")}, MaxBodyBytes = {MaxBodyBytes}, ")
+            .Append(CultureInfo.InvariantCulture, $"MaxDecompressedBytes = {MaxDecompressedBytes}, MaxJsonDepth = {MaxJsonDepth}, ")
+            .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}");
+        return true;
+    }
+
     public void Apply(EventProcessorOptions options)
     {
         options.ConnectionString = ConnectionString;

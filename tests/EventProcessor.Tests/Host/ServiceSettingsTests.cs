@@ -293,6 +293,21 @@ public sealed class ServiceSettingsTests
     }
 
     [Test]
+    public void The_printed_settings_show_neither_the_admin_key_nor_the_password()
+    {
+        var settings = Load(("DATABASE_URL", $"postgres://app:{Password}@db.example:5432/events"), ("ADMIN_API_KEY", "admin-key-in-print"));
+
+        var printed = settings.ToString();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(printed, Does.Not.Contain(Password));
+            Assert.That(printed, Does.Not.Contain("admin-key-in-print"));
+            Assert.That(printed, Does.Contain("AdminApiKey = (set)").And.Contain("db.example").And.Contain("BatchSize = 20"));
+        });
+    }
+
+    [Test]
     public void Outside_Development_no_admin_key_is_refused_naming_both_ways_out()
     {
         var settings = Load(("DATABASE_URL", ValidUrl));
