@@ -51,7 +51,8 @@ internal static partial class AdminEndpoints
         var id = eventId.ToString();
         if (result.Status == ProcessEventStatus.Processed)
         {
-            await store.RecordAsync(Audit(request, settings), "process_event", [eventId], OutcomeName(result.Outcome) ?? "unknown", null, lifetime.ApplicationStopping);
+            await store.RecordAsync(
+                Audit(request, settings), "process_event", [eventId], OutcomeName(result.Outcome) ?? "unknown", null, lifetime.ApplicationStopping);
         }
 
         return result.Status switch
@@ -63,7 +64,7 @@ internal static partial class AdminEndpoints
             ProcessEventStatus.AlreadyProcessed => Problem(
                 StatusCodes.Status409Conflict,
                 "Event already processed",
-                $"Event {id} is already processed. To run it again, replay it: UPDATE events SET processed = false WHERE id = '{id}'.",
+                $"Event {id} is already processed. To run it again, replay it: POST /replay {{\"event_ids\": [\"{id}\"]}}.",
                 id),
             ProcessEventStatus.WaitingForEarlierEvent => Problem(
                 StatusCodes.Status409Conflict,

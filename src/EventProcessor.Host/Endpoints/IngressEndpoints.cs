@@ -128,7 +128,8 @@ internal static class IngressEndpoints
 
     /// <summary>
     /// Who is publishing: a client (its id becomes the events' tenant), the admin (no tenant), or, when no
-    /// <c>ADMIN_API_KEY</c> is configured, anyone (no tenant). An unknown key is refused rather than ignored.
+    /// <c>ADMIN_API_KEY</c> is configured (Development, or <c>ALLOW_UNAUTHENTICATED</c>), anyone (no tenant). An
+    /// unknown key is refused rather than ignored.
     /// </summary>
     private static async Task<(string? TenantId, IResult? Refused)> IdentifyAsync(
         HttpRequest request, ServiceSettings settings, ClientStore clients, CancellationToken cancellationToken)
