@@ -1,5 +1,6 @@
 using EventProcessor.Handlers.Schemas;
 using EventProcessor.Handlers.Webhooks;
+using EventProcessor.Host.Admin;
 using EventProcessor.Host.Configuration;
 using EventProcessor.Host.Endpoints;
 using EventProcessor.Ingress;
@@ -7,7 +8,9 @@ using EventProcessor.Ingress.Clients;
 using EventProcessor.Ingress.Schemas;
 using EventProcessor.Migrations;
 using EventProcessor.Validation;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
 using Npgsql;
 
 namespace EventProcessor.Host;
@@ -18,6 +21,9 @@ namespace EventProcessor.Host;
 /// </summary>
 internal static class ServiceApp
 {
+    /// <summary>The Retry-After of a 503: long enough for a database restart or a pool to drain, short enough to matter.</summary>
+    public const string RetryAfterUnavailableSeconds = "5";
+
     /// <summary>Builds the service. Throws <see cref="StartupException"/> with one clear line for a bad setting.</summary>
     /// <param name="args">The command line.</param>
     /// <param name="overrides">Settings that win over the environment's (tests).</param>
@@ -49,6 +55,7 @@ internal static class ServiceApp
             // registered validator). Parsed once here, before anything is served.
             builder.Services.AddSingleton<IEventPayloadValidator>(
                 EventSchemaCatalog.LoadAsync(ShippedSchemas.Schemas).GetAwaiter().GetResult());
+            settings.CheckAccess(builder.Environment);
         }
         catch (Exception exception) when (exception is SettingsException or WebhookConfigurationException)
         {
@@ -59,19 +66,69 @@ internal static class ServiceApp
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(settings.BindAddress, settings.Port);
-            kestrel.Limits.MaxRequestBodySize = settings.MaxBodyBytes;
+            HttpLimits.Apply(kestrel.Limits, settings);
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
         builder.Services.AddSingleton(settings);
-        builder.Services.AddProblemDetails();
+        builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = CompleteProblem);
+        builder.Services.AddAdminRateLimiting(settings);
+        builder.Services.AddSingleton(_ => new AdminDatabase(settings.ConnectionString));
+        builder.Services.AddSingleton<AdminStore>();
 
         var app = builder.Build();
+        app.Use(AddRetryAfterToEvery503);
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseRateLimiter();
         app.MapHealthEndpoints();
         app.MapAdminEndpoints();
         app.MapIngressEndpoints();
         return app;
+    }
+
+    /// <summary>
+    /// Every 503 says when to come back, whichever code wrote it (a database that is away, an exhausted pool), so
+    /// that clients and load balancers back off instead of hammering.
+    /// </summary>
+    private static Task AddRetryAfterToEvery503(HttpContext context, RequestDelegate next)
+    {
+        context.Response.OnStarting(
+            static state =>
+            {
+                var response = (HttpResponse)state;
+                if (response.StatusCode == StatusCodes.Status503ServiceUnavailable && !response.Headers.ContainsKey(HeaderNames.RetryAfter))
+                {
+                    response.Headers.RetryAfter = RetryAfterUnavailableSeconds;
+                }
+
+                return Task.CompletedTask;
+            },
+            context.Response);
+        return next(context);
+    }
+
+    /// <summary>
+    /// Every problem says what went wrong in a sentence. An unexpected exception (a 500) tells the caller that it
+    /// happened, never what it said: exception messages name hosts, SQL and sometimes secrets. The exception itself
+    /// goes to the log. Nothing the caller sent is echoed here.
+    /// </summary>
+    private static void CompleteProblem(ProblemDetailsContext context)
+    {
+        var problem = context.ProblemDetails;
+        if (problem.Status is null or >= StatusCodes.Status500InternalServerError && context.Exception is not null)
+        {
+            problem.Title = "Internal error";
+            problem.Detail = "The request failed on an unexpected error, which the service has logged.";
+            problem.Extensions.Remove("exception");
+        }
+
+        problem.Detail ??= problem.Status switch
+        {
+            StatusCodes.Status404NotFound => "There is no endpoint at this path; the API is described in the README.",
+            StatusCodes.Status405MethodNotAllowed => $"This endpoint does not take {context.HttpContext.Request.Method}.",
+            { } status => $"{ReasonPhrases.GetReasonPhrase(status)}.",
+            null => "The request failed.",
+        };
     }
 
     /// <summary>Migrates (unless disabled), then serves until SIGTERM. Returns the process exit code.</summary>
@@ -79,6 +136,11 @@ internal static class ServiceApp
     {
         var settings = app.Services.GetRequiredService<ServiceSettings>();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("EventProcessor.Host");
+        if (settings.AdminApiKey is null)
+        {
+            Log.AdminEndpointsOpen(logger, app.Environment.IsDevelopment() ? "Development" : "ALLOW_UNAUTHENTICATED=true");
+        }
+
         try
         {
             if (settings.RunMigrations)

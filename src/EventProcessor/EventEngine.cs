@@ -48,7 +48,13 @@ public sealed class EventEngine : IDisposable
     public EventProcessorOptions Options { get; }
 
     /// <summary>Claims one batch now and runs it; returns how many events were claimed. Does not wait out a database outage.</summary>
-    public Task<int> ProcessBatchAsync(CancellationToken stopping) => RunBatchAsync(waitOutOutage: false, stopping);
+    public async Task<int> ProcessBatchAsync(CancellationToken stopping) => (await RunBatchNowAsync(stopping)).Count;
+
+    /// <summary>
+    /// Claims one batch now and runs it; returns each claimed event's id and fate, in claim order. Does not wait out
+    /// a database outage.
+    /// </summary>
+    public Task<IReadOnlyList<EventRunResult>> RunBatchNowAsync(CancellationToken stopping) => ClaimAndRunAsync(waitOutOutage: false, stopping);
 
     /// <summary>Claims one event by id now, skipping any backoff, and runs it.</summary>
     /// <param name="eventId">The event to run.</param>
@@ -96,30 +102,32 @@ public sealed class EventEngine : IDisposable
         }
     }
 
-    internal async Task<int> RunBatchAsync(bool waitOutOutage, CancellationToken stopping)
+    internal async Task<int> RunBatchAsync(bool waitOutOutage, CancellationToken stopping) =>
+        (await ClaimAndRunAsync(waitOutOutage, stopping)).Count;
+
+    private async Task<IReadOnlyList<EventRunResult>> ClaimAndRunAsync(bool waitOutOutage, CancellationToken stopping)
     {
         var claimed = waitOutOutage
             ? await _waitForDatabase.ExecuteAsync(
-                static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, token),
+                static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, onDemand: false, token),
                 this,
                 stopping)
-            : await _claimer.ClaimBatchAsync(Options.BatchSize, stopping);
+            : await _claimer.ClaimBatchAsync(Options.BatchSize, onDemand: true, stopping);
         if (claimed.Count == 0)
         {
-            return 0;
+            return [];
         }
 
         Stats.Claimed(claimed.Count);
         try
         {
-            await _runner.RunAsync(claimed, stopping);
+            var results = await _runner.RunAsync(claimed, stopping);
+            return [.. claimed.Select((storedEvent, i) => new EventRunResult(storedEvent.Id, results[i].Kind))];
         }
         finally
         {
             Stats.Finished(claimed.Count);
         }
-
-        return claimed.Count;
     }
 
     /// <inheritdoc />
@@ -156,6 +164,11 @@ public enum ProcessEventStatus
 /// <param name="Error">When run and not completed, why.</param>
 /// <param name="WaitingFor">When waiting, the event of its aggregate it waits for.</param>
 public sealed record ProcessEventResult(ProcessEventStatus Status, OutcomeKind? Outcome, string? Error, Guid? WaitingFor);
+
+/// <summary>One event of a batch run on demand, and its fate.</summary>
+/// <param name="EventId">The event.</param>
+/// <param name="Outcome">What became of it.</param>
+public sealed record EventRunResult(Guid EventId, OutcomeKind Outcome);
 
 /// <summary>The pending events, as the database counts them.</summary>
 /// <param name="Pending">Events with <c>processed = false</c>.</param>

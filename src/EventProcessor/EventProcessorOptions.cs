@@ -38,6 +38,13 @@ public sealed class EventProcessorOptions
     /// </summary>
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long an on-demand run (<see cref="EventEngine.ProcessEventAsync"/>, <see cref="EventEngine.ProcessBatchAsync"/>)
+    /// waits for a database connection for its claim before it gives up with a <see cref="TimeoutException"/>, so that
+    /// an HTTP caller gets a quick answer when the pool is exhausted. The poll loop waits as long as it takes. Default 3 s.
+    /// </summary>
+    public TimeSpan OnDemandConnectionTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
     /// <summary>On shutdown, how long a running handler may go on before it is cancelled and its event released. Default 5 s.</summary>
     public TimeSpan ShutdownGrace { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -20,6 +20,7 @@ internal sealed class EventProcessorOptionsValidator : IValidateOptions<EventPro
         Check(options.RetryMaxDelay, nameof(options.RetryMaxDelay), options.RetryBaseDelay, TimeSpan.FromDays(30));
         Check(options.HandlerTimeout, nameof(options.HandlerTimeout), TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1));
         Check(options.LeaseDuration, nameof(options.LeaseDuration), TimeSpan.FromSeconds(1), TimeSpan.FromHours(1));
+        Check(options.OnDemandConnectionTimeout, nameof(options.OnDemandConnectionTimeout), TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(5));
         Check(options.ShutdownGrace, nameof(options.ShutdownGrace), TimeSpan.Zero, TimeSpan.FromMinutes(1));
         if (!(options.RetryBackoffFactor is >= 1.0 and <= 100.0))
         {

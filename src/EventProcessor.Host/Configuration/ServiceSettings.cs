@@ -28,7 +28,9 @@ internal sealed record ServiceSettings(
     string? AdminApiKey,
     int MaxBodyBytes,
     int MaxDecompressedBytes,
-    int MaxJsonDepth)
+    int MaxJsonDepth,
+    bool AllowUnauthenticated,
+    int AdminRateLimitPerMinute)
 {
     public static ServiceSettings Load(IConfiguration configuration)
     {
@@ -51,7 +53,40 @@ internal sealed record ServiceSettings(
             AdminApiKey: string.IsNullOrEmpty(configuration["ADMIN_API_KEY"]) ? null : configuration["ADMIN_API_KEY"],
             MaxBodyBytes: Int(configuration, "MAX_BODY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
             MaxDecompressedBytes: Int(configuration, "MAX_DECOMPRESSED_BYTES", 8 * 1024 * 1024, 1024, 256 * 1024 * 1024),
-            MaxJsonDepth: Int(configuration, "MAX_JSON_DEPTH", 64, 2, 1_000));
+            MaxJsonDepth: Int(configuration, "MAX_JSON_DEPTH", 64, 2, 1_000),
+            AllowUnauthenticated: Bool(configuration, "ALLOW_UNAUTHENTICATED", false),
+            AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000));
+    }
+
+    /// <summary>
+    /// Without <c>ADMIN_API_KEY</c> the admin endpoints and <c>POST /events</c> take anyone's requests. That is
+    /// allowed in Development, or when <c>ALLOW_UNAUTHENTICATED</c> says the network is private; anywhere else the
+    /// service refuses to start rather than serve open by accident.
+    /// </summary>
+    public void CheckAccess(IHostEnvironment environment)
+    {
+        if (AdminApiKey is null && !AllowUnauthenticated && !environment.IsDevelopment())
+        {
+            throw new SettingsException(
+                "ADMIN_API_KEY is not set: outside Development the admin endpoints and POST /events need a key. " +
+                "Set ADMIN_API_KEY, or ALLOW_UNAUTHENTICATED=true to leave them open on a private network.");
+        }
+    }
+
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        // The printed form (ToString) leaves the secrets out, in case it ever reaches a log or a message: the admin
+        // key is only said to be set, and the connection string loses its password.
+        var connection = new NpgsqlConnectionStringBuilder(ConnectionString) { Password = null };
+        builder.Append(CultureInfo.InvariantCulture, $"BindAddress = {BindAddress}, Port = {Port}, PollIntervalMs = {PollIntervalMs}, ")
+            .Append(CultureInfo.InvariantCulture, $"BatchSize = {BatchSize}, MaxRetries = {MaxRetries}, EnablePolling = {EnablePolling}, ")
+            .Append(CultureInfo.InvariantCulture, $"LogLevel = {LogLevel}, RetryBaseDelayMs = {RetryBaseDelayMs}, RetryMaxDelayMs = {RetryMaxDelayMs}, ")
+            .Append(CultureInfo.InvariantCulture, $"RetryBackoffFactor = {RetryBackoffFactor}, HandlerTimeoutMs = {HandlerTimeoutMs}, LeaseMs = {LeaseMs}, ")
+            .Append(CultureInfo.InvariantCulture, $"RunMigrations = {RunMigrations}, ConnectionString = {connection.ConnectionString}, ")
+            .Append(CultureInfo.InvariantCulture, $"AdminApiKey = {(AdminApiKey is null ? "(none)" : "(set)")}, MaxBodyBytes = {MaxBodyBytes}, ")
+            .Append(CultureInfo.InvariantCulture, $"MaxDecompressedBytes = {MaxDecompressedBytes}, MaxJsonDepth = {MaxJsonDepth}, ")
+            .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}");
+        return true;
     }
 
     public void Apply(EventProcessorOptions options)

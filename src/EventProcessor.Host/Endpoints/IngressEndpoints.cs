@@ -3,7 +3,6 @@ using EventProcessor.Host.Configuration;
 using EventProcessor.Ingress;
 using EventProcessor.Ingress.Classification;
 using EventProcessor.Ingress.Clients;
-using Microsoft.AspNetCore.Http.Features;
 using Npgsql;
 
 namespace EventProcessor.Host.Endpoints;
@@ -25,10 +24,10 @@ internal static class IngressEndpoints
     private static async Task<IResult> ProcessAsync(
         HttpRequest request, EventClassifier classifier, EventIngress ingress, EventEngine engine, CancellationToken cancellationToken)
     {
-        var (body, tooLarge) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
-        if (tooLarge is not null)
+        var (body, refused) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
+        if (refused is not null)
         {
-            return tooLarge;
+            return refused;
         }
 
         return await AcceptAsync(
@@ -48,16 +47,24 @@ internal static class IngressEndpoints
         ServiceSettings settings,
         CancellationToken cancellationToken)
     {
-        var (tenantId, refused) = await IdentifyAsync(request, settings, clients, cancellationToken);
+        string? tenantId;
+        try
+        {
+            (tenantId, var unidentified) = await IdentifyAsync(request, settings, clients, cancellationToken);
+            if (unidentified is not null)
+            {
+                return unidentified;
+            }
+        }
+        catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
+        {
+            return DatabaseUnavailable();
+        }
+
+        var (body, refused) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
         if (refused is not null)
         {
             return refused;
-        }
-
-        var (body, tooLarge) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
-        if (tooLarge is not null)
-        {
-            return tooLarge;
         }
 
         return await AcceptAsync(
@@ -109,16 +116,20 @@ internal static class IngressEndpoints
         }
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
         {
-            return Results.Problem(
-                statusCode: StatusCodes.Status503ServiceUnavailable,
-                title: "Database unavailable",
-                detail: "The database cannot be reached right now; nothing was written. Try again shortly: the same delivery is recognised and written once.");
+            return DatabaseUnavailable();
         }
     }
 
+    private static IResult DatabaseUnavailable() =>
+        Results.Problem(
+            statusCode: StatusCodes.Status503ServiceUnavailable,
+            title: "Database unavailable",
+            detail: "The database cannot be reached right now; nothing was written. Try again shortly: the same delivery is recognised and written once.");
+
     /// <summary>
     /// Who is publishing: a client (its id becomes the events' tenant), the admin (no tenant), or, when no
-    /// <c>ADMIN_API_KEY</c> is configured, anyone (no tenant). An unknown key is refused rather than ignored.
+    /// <c>ADMIN_API_KEY</c> is configured (Development, or <c>ALLOW_UNAUTHENTICATED</c>), anyone (no tenant). An
+    /// unknown key is refused rather than ignored.
     /// </summary>
     private static async Task<(string? TenantId, IResult? Refused)> IdentifyAsync(
         HttpRequest request, ServiceSettings settings, ClientStore clients, CancellationToken cancellationToken)
@@ -150,44 +161,16 @@ internal static class IngressEndpoints
                 detail: $"Client '{client.Id}' is disabled; its key no longer publishes."));
     }
 
-    private static async Task<(byte[] Body, IResult? TooLarge)> ReadBodyAsync(
+    private static async Task<(byte[] Body, IResult? Refused)> ReadBodyAsync(
         HttpRequest request, int limit, EventIngress ingress, CancellationToken cancellationToken)
     {
-        if (request.ContentLength > limit)
+        var (body, refused) = await RequestBody.ReadJsonAsync(request, limit, "MAX_BODY_BYTES", cancellationToken);
+        if (refused is not null)
         {
             ingress.RecordRejected();
-            return ([], TooLarge(request, request.ContentLength.Value, limit));
         }
 
-        // A chunked body has no length up front: read it, and stop one byte past the limit.
-        if (request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
-        {
-            sizeFeature.MaxRequestBodySize = limit + 1L;
-        }
-
-        using var buffer = new MemoryStream();
-        var chunk = new byte[16 * 1024];
-        int read;
-        try
-        {
-            while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
-            {
-                if (buffer.Length + read > limit)
-                {
-                    ingress.RecordRejected();
-                    return ([], TooLarge(request, null, limit));
-                }
-
-                buffer.Write(chunk, 0, read);
-            }
-        }
-        catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            ingress.RecordRejected();
-            return ([], TooLarge(request, null, limit));
-        }
-
-        return (buffer.ToArray(), null);
+        return (body, refused);
     }
 
     private static IResult Rejected(IngressRejectedException rejected)
@@ -206,18 +189,6 @@ internal static class IngressEndpoints
             extensions: rejected.Violations.Count == 0
                 ? null
                 : new Dictionary<string, object?> { ["violations"] = rejected.Violations });
-    }
-
-    private static IResult TooLarge(HttpRequest request, long? size, int limit)
-    {
-        // The rest of the body is never read; closing the connection spares reading it just to keep the socket.
-        request.HttpContext.Response.Headers.Connection = "close";
-        return Results.Problem(
-            statusCode: StatusCodes.Status413PayloadTooLarge,
-            title: "Payload too large",
-            detail: size is { } known
-                ? $"The body is {known} bytes, over the limit of {limit} (MAX_BODY_BYTES)."
-                : $"The body is over the limit of {limit} bytes (MAX_BODY_BYTES).");
     }
 
     private static IResult Unauthorized(string detail) =>

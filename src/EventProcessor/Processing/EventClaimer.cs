@@ -5,11 +5,14 @@ using Npgsql;
 namespace EventProcessor.Processing;
 
 /// <summary>Leases due events to this instance: a batch for the poll loop, or one event asked for by id.</summary>
-internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions options)
+internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions options, TimeProvider timeProvider)
 {
-    public async Task<List<StoredEvent>> ClaimBatchAsync(int limit, CancellationToken cancellationToken)
+    /// <param name="limit">The most events to claim.</param>
+    /// <param name="onDemand">True for a run someone asked for: the connection wait is bounded (see <see cref="OpenAsync"/>).</param>
+    /// <param name="cancellationToken">Cancels the claim.</param>
+    public async Task<List<StoredEvent>> ClaimBatchAsync(int limit, bool onDemand, CancellationToken cancellationToken)
     {
-        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        await using var connection = await OpenAsync(onDemand, cancellationToken);
         var claim = new NpgsqlBatchCommand(EventSql.ClaimBatch);
         claim.Parameters.Add(new NpgsqlParameter<int>("limit", limit));
         AddLeaseParameters(claim.Parameters);
@@ -18,7 +21,7 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
 
     public async Task<ClaimByIdResult> ClaimByIdAsync(Guid id, CancellationToken cancellationToken)
     {
-        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        await using var connection = await OpenAsync(onDemand: true, cancellationToken);
         var claim = new NpgsqlBatchCommand(EventSql.ClaimById);
         claim.Parameters.Add(new NpgsqlParameter<Guid>("id", id));
         AddLeaseParameters(claim.Parameters);
@@ -48,6 +51,31 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
 
         // Held by a live lease, or locked for an instant by a completion in flight.
         return new ClaimByIdResult(ProcessEventStatus.Held, null, null);
+    }
+
+    /// <summary>
+    /// A connection for a claim. The poll loop waits for one as long as the pool's own timeout says; an on-demand run
+    /// waits <see cref="EventProcessorOptions.OnDemandConnectionTimeout"/> at most, so that a caller whose request
+    /// cannot get a connection (an exhausted pool) hears so at once instead of after the pool's 15 s.
+    /// </summary>
+    private async Task<NpgsqlConnection> OpenAsync(bool onDemand, CancellationToken cancellationToken)
+    {
+        if (!onDemand)
+        {
+            return await database.DataSource.OpenConnectionAsync(cancellationToken);
+        }
+
+        using var timeout = new CancellationTokenSource(options.OnDemandConnectionTimeout, timeProvider);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            return await database.DataSource.OpenConnectionAsync(linked.Token);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException(
+                $"No database connection within {options.OnDemandConnectionTimeout.TotalMilliseconds:0} ms (pool exhausted or database slow).");
+        }
     }
 
     private void AddLeaseParameters(NpgsqlParameterCollection parameters)

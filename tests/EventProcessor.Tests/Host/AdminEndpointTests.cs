@@ -221,17 +221,24 @@ public sealed class AdminEndpointTests
     }
 
     [Test]
-    public async Task Process_batch_ignores_a_body()
+    public async Task Process_batch_takes_an_empty_object_and_refuses_any_other_body()
     {
         await _db.InsertEventAsync("nobody.handles.this");
         await using var service = await ServiceAppFixture.StartAsync(_db);
 
-        using var response = await service.PostAsync("/process-batch", "{\"whatever\": true}");
-        var (json, text) = await ResponseJson.ReadAsync(response);
+        using var refused = await service.PostAsync("/process-batch", "{\"whatever\": true}");
+        var (problem, problemText) = await ResponseJson.ReadAsync(refused);
+        var claimedBefore = await _db.ScalarAsync<long>("SELECT count(*) FROM events WHERE attempts > 0");
+        using var accepted = await service.PostAsync("/process-batch", "{}");
+        var (json, text) = await ResponseJson.ReadAsync(accepted);
 
         Assert.Multiple(() =>
         {
-            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), text);
+            Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), problemText);
+            Assert.That(refused.Content.Headers.ContentType?.MediaType, Is.EqualTo(ProblemJson));
+            Assert.That(problem.GetProperty("detail").GetString(), Does.Contain("takes no body"));
+            Assert.That(claimedBefore, Is.Zero, "the refused request claimed nothing");
+            Assert.That(accepted.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), text);
             Assert.That(json.GetProperty("claimed").GetInt32(), Is.EqualTo(1));
         });
     }
@@ -329,9 +336,9 @@ public sealed class AdminEndpointTests
     }
 
     [Test]
-    public async Task Without_an_admin_key_the_endpoints_are_open()
+    public async Task With_ALLOW_UNAUTHENTICATED_and_no_admin_key_the_endpoints_are_open()
     {
-        await using var service = await ServiceAppFixture.StartAsync(_db);
+        await using var service = await ServiceAppFixture.StartAsync(_db, settings: [new("ALLOW_UNAUTHENTICATED", "true")]);
 
         using var response = await service.PostAsync("/process-batch", null, ("X-API-Key", "anything"));
 

@@ -127,7 +127,7 @@ public sealed class IngressEndpointTests
         using var announced = await service.PostAsync("/events", big);
         using var chunked = new HttpRequestMessage(HttpMethod.Post, new Uri("/events", UriKind.Relative))
         {
-            Content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(big))),
+            Content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(big))) { Headers = { ContentType = new("application/json") } },
         };
         chunked.Headers.TransferEncodingChunked = true;
         using var streamed = await service.Client.SendAsync(chunked);

@@ -30,7 +30,10 @@ internal sealed class ServiceAppFixture : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    /// <summary>Starts the service against <paramref name="database"/>; polling is off unless asked for.</summary>
+    /// <summary>
+    /// Starts the service against <paramref name="database"/>; polling is off unless asked for, and the admin
+    /// endpoints are open (<c>ALLOW_UNAUTHENTICATED=true</c>) unless <paramref name="settings"/> set <c>ADMIN_API_KEY</c>.
+    /// </summary>
     public static Task<ServiceAppFixture> StartAsync(
         TestDatabase database,
         bool enablePolling = false,
@@ -57,6 +60,13 @@ internal sealed class ServiceAppFixture : IAsyncDisposable
         foreach (var (key, value) in settings ?? [])
         {
             overrides[key] = value;
+        }
+
+        // Outside Development the service will not start open by accident; tests that are not about keys say it is
+        // on purpose. A test that sets ADMIN_API_KEY (or ALLOW_UNAUTHENTICATED itself) gets exactly what it set.
+        if (!overrides.ContainsKey("ADMIN_API_KEY"))
+        {
+            overrides.TryAdd("ALLOW_UNAUTHENTICATED", "true");
         }
 
         var app = ServiceApp.Create([], overrides, services);

@@ -35,6 +35,8 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.RunMigrations, Is.True, "RUN_MIGRATIONS");
             Assert.That(settings.BindAddress, Is.EqualTo(IPAddress.Any), "BIND_ADDRESS");
             Assert.That(settings.AdminApiKey, Is.Null, "ADMIN_API_KEY");
+            Assert.That(settings.AllowUnauthenticated, Is.False, "ALLOW_UNAUTHENTICATED");
+            Assert.That(settings.AdminRateLimitPerMinute, Is.EqualTo(600), "ADMIN_RATE_LIMIT_PER_MINUTE");
         });
     }
 
@@ -72,12 +74,14 @@ public sealed class ServiceSettingsTests
             ("ADMIN_API_KEY", "k"),
             ("MAX_BODY_BYTES", "2048"),
             ("MAX_DECOMPRESSED_BYTES", "4096"),
-            ("MAX_JSON_DEPTH", "8"));
+            ("MAX_JSON_DEPTH", "8"),
+            ("ALLOW_UNAUTHENTICATED", "yes"),
+            ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"));
 
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8)));
+                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
@@ -102,6 +106,8 @@ public sealed class ServiceSettingsTests
     [TestCase("MAX_BODY_BYTES", "10")]
     [TestCase("MAX_DECOMPRESSED_BYTES", "x")]
     [TestCase("MAX_JSON_DEPTH", "1")]
+    [TestCase("ALLOW_UNAUTHENTICATED", "please")]
+    [TestCase("ADMIN_RATE_LIMIT_PER_MINUTE", "0")]
     [TestCase("DATABASE_URL", "mysql://x")]
     [TestCase("DATABASE_URL", "not a url")]
     public void An_invalid_value_throws_naming_the_setting(string key, string value)
@@ -285,6 +291,48 @@ public sealed class ServiceSettingsTests
 
         Assert.That(exception!.Message, Does.Contain("DATABASE_URL"));
     }
+
+    [Test]
+    public void The_printed_settings_show_neither_the_admin_key_nor_the_password()
+    {
+        var settings = Load(("DATABASE_URL", $"postgres://app:{Password}@db.example:5432/events"), ("ADMIN_API_KEY", "admin-key-in-print"));
+
+        var printed = settings.ToString();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(printed, Does.Not.Contain(Password));
+            Assert.That(printed, Does.Not.Contain("admin-key-in-print"));
+            Assert.That(printed, Does.Contain("AdminApiKey = (set)").And.Contain("db.example").And.Contain("BatchSize = 20"));
+        });
+    }
+
+    [Test]
+    public void Outside_Development_no_admin_key_is_refused_naming_both_ways_out()
+    {
+        var settings = Load(("DATABASE_URL", ValidUrl));
+
+        var exception = Assert.Throws<SettingsException>(() => settings.CheckAccess(HostEnvironment("Production")));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(exception!.Message, Does.Contain("ADMIN_API_KEY"));
+            Assert.That(exception.Message, Does.Contain("ALLOW_UNAUTHENTICATED=true"));
+            Assert.That(exception.Message, Does.Not.Contain('\n'), "one line");
+        });
+    }
+
+    [TestCase("Production", "ADMIN_API_KEY", "k", TestName = "Production_with_an_admin_key_may_start")]
+    [TestCase("Staging", "ALLOW_UNAUTHENTICATED", "true", TestName = "Staging_with_ALLOW_UNAUTHENTICATED_may_start_open")]
+    [TestCase("Development", "LOG_LEVEL", "info", TestName = "Development_may_start_open_without_either")]
+    public void Access_is_allowed(string environment, string key, string value)
+    {
+        var settings = Load(("DATABASE_URL", ValidUrl), (key, value));
+
+        Assert.DoesNotThrow(() => settings.CheckAccess(HostEnvironment(environment)));
+    }
+
+    private static Microsoft.Extensions.Hosting.Internal.HostingEnvironment HostEnvironment(string name) => new() { EnvironmentName = name };
 
     /// <summary>Loads settings from <paramref name="values"/>; a later value for a key replaces an earlier one.</summary>
     private static ServiceSettings Load(params (string Key, string? Value)[] values)

@@ -20,7 +20,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         "DATABASE_URL", "PORT", "BIND_ADDRESS", "POLL_INTERVAL_MS", "BATCH_SIZE", "MAX_RETRIES", "ENABLE_POLLING", "LOG_LEVEL",
         "RETRY_", "HANDLER_TIMEOUT_MS", "LEASE_MS", "RUN_MIGRATIONS", "ADMIN_API_KEY", "Webhooks__", "Webhooks:",
         "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog", "Sqs__", "Sqs:",
-        "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_",
+        "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_", "ALLOW_UNAUTHENTICATED", "ADMIN_RATE_LIMIT",
     ];
 
     private readonly Process _process;
@@ -109,7 +109,10 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts the process and returns at once; PORT, BIND_ADDRESS and ASPNETCORE_ENVIRONMENT are filled in unless given.</summary>
+    /// <summary>
+    /// Starts the process and returns at once; PORT, BIND_ADDRESS, ASPNETCORE_ENVIRONMENT (Production) and, unless
+    /// ADMIN_API_KEY or ALLOW_UNAUTHENTICATED is given, ALLOW_UNAUTHENTICATED=true are filled in.
+    /// </summary>
     public static ServiceProcess Launch(IReadOnlyDictionary<string, string?> settings, params string[] arguments)
     {
         var directory = AppContext.BaseDirectory;
@@ -148,9 +151,23 @@ public sealed class ServiceProcess : IAsyncDisposable
         start.Environment["BIND_ADDRESS"] = "127.0.0.1";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        // Open admin endpoints, said on purpose, unless the test is about keys: it then sets ADMIN_API_KEY, or
+        // ALLOW_UNAUTHENTICATED itself (null removes it, for the closed production default).
+        if (!settings.ContainsKey("ADMIN_API_KEY") && !settings.ContainsKey("ALLOW_UNAUTHENTICATED"))
+        {
+            start.Environment["ALLOW_UNAUTHENTICATED"] = "true";
+        }
+
         foreach (var (key, value) in settings)
         {
-            start.Environment[key] = value;
+            if (value is null)
+            {
+                start.Environment.Remove(key);
+            }
+            else
+            {
+                start.Environment[key] = value;
+            }
         }
 
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
