@@ -22,6 +22,7 @@ public static class FaultEffects
           -- When the handler began (it writes first, then sleeps).
           started_at timestamptz NOT NULL DEFAULT clock_timestamp()
         );
+        CREATE INDEX IF NOT EXISTS fault_effects_event_id ON fault_effects (event_id);
         """;
 
     /// <summary>The handler's write, in the batch transaction.</summary>

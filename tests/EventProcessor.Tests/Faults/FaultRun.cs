@@ -131,18 +131,19 @@ public sealed class FaultRun : IAsyncDisposable
         await using var connection = await DataSource.OpenConnectionAsync();
         return await connection.QuerySingleAsync<TableState>(
             """
+            WITH effects AS (SELECT event_id, count(*) AS n FROM fault_effects GROUP BY event_id)
             SELECT count(*) AS Events,
-                   count(*) FILTER (WHERE processed) AS Processed,
-                   count(*) FILTER (WHERE metadata ? 'dead_lettered') AS DeadLettered,
+                   count(*) FILTER (WHERE e.processed) AS Processed,
+                   count(*) FILTER (WHERE e.metadata ? 'dead_lettered') AS DeadLettered,
                    (SELECT count(*) FROM event_dead_letters) AS DeadLetterRows,
-                   count(*) FILTER (WHERE locked_by IS NOT NULL OR locked_until IS NOT NULL) AS Locked,
-                   count(*) FILTER (WHERE attempts > 1) AS Reattempted,
-                   count(*) FILTER (WHERE metadata ? 'retry_count') AS WithRetryCount,
-                   coalesce(max(attempts), 0) AS MaxAttempts,
+                   count(*) FILTER (WHERE e.locked_by IS NOT NULL OR e.locked_until IS NOT NULL) AS Locked,
+                   count(*) FILTER (WHERE e.attempts > 1) AS Reattempted,
+                   count(*) FILTER (WHERE e.metadata ? 'retry_count') AS WithRetryCount,
+                   coalesce(max(e.attempts), 0) AS MaxAttempts,
                    (SELECT count(*) FROM fault_effects) AS Effects,
-                   count(*) FILTER (WHERE (SELECT count(*) FROM fault_effects f WHERE f.event_id = events.id) <> 1) AS NotExactlyOneEffect,
-                   count(*) FILTER (WHERE NOT processed AND EXISTS (SELECT 1 FROM fault_effects f WHERE f.event_id = events.id)) AS EffectButNotProcessed
-            FROM events
+                   count(*) FILTER (WHERE coalesce(x.n, 0) <> 1) AS NotExactlyOneEffect,
+                   count(*) FILTER (WHERE NOT e.processed AND x.n IS NOT NULL) AS EffectButNotProcessed
+            FROM events e LEFT JOIN effects x ON x.event_id = e.id
             """);
     }
 

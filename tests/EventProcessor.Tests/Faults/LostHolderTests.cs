@@ -21,19 +21,24 @@ public sealed class LostHolderTests
     public async Task AFrozenHoldersEventsAreTakenOverAndItsLateWritesChangeNothing()
     {
         await using var run = await FaultRun.CreateAsync();
-        await run.InsertAsync(Events);
         var settings = run.Settings();
         settings["LEASE_MS"] = LeaseMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["HANDLER_TIMEOUT_MS"] = HandlerTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["BATCH_SIZE"] = "10";
 
-        // A claims all four and takes 2.5 s over each; its batch transaction holds every write until the end.
-        var slow = new Dictionary<string, string?>(settings) { ["FAULT_HANDLER_DELAY_MS"] = "2500" };
-        var a = await run.StartAsync(slow);
+        // Two instances, both up before the events appear. Whichever claims first takes all four, and spends 2.5 s on
+        // each; its batch transaction holds every write until the end. That one is A, the other B.
+        settings["FAULT_HANDLER_DELAY_MS"] = "2500";
+        var started = await Task.WhenAll(run.StartAsync(settings), run.StartAsync(settings));
+        await run.InsertAsync(Events);
         await run.WaitUntilAsync(
-            () => Task.FromResult(run.ExternalCalls().Any(c => c.Pid == a.ProcessId)),
-            "A has handled its first event",
+            async () => await run.CountAsync("SELECT count(DISTINCT locked_by) FROM events WHERE locked_by IS NOT NULL") == 1
+                && run.ExternalCalls().Count > 0,
+            "one instance has claimed the events and handled the first",
             TimeSpan.FromSeconds(30));
-        var b = await run.StartAsync(settings);
+        var holder = await run.CountAsync("SELECT min(split_part(locked_by, ':', 2))::bigint FROM events");
+        var a = started.Single(s => s.ProcessId == holder);
+        var b = started.Single(s => s.ProcessId != holder);
         Assert.That(
             await run.CountAsync("SELECT count(*) FROM events WHERE processed"),
             Is.Zero,
@@ -48,32 +53,32 @@ public sealed class LostHolderTests
         var frozenAt = DateTime.UtcNow;
         var callsBeforeFreeze = run.ExternalCalls().Count(c => c.Pid == a.ProcessId);
 
-        await run.WaitUntilAsync(
-            () => Task.FromResult(run.ExternalCalls().Any(c => c.Pid == b.ProcessId)),
-            "B handles one of A's events",
-            TimeSpan.FromSeconds(60));
-        var takenOverAfter = clock.Elapsed;
-        await run.WaitUntilAsync(
-            async () => await run.PendingAsync() == 0,
-            "B has processed all of A's events",
-            TimeSpan.FromSeconds(60));
-        var drainedAfter = clock.Elapsed;
-
-        // The server ends the frozen transaction once it has been idle for handler timeout + lease.
+        // Three things happen while A is frozen, watched together: B claims A's events once the lease runs out, the
+        // server ends A's transaction once it has been idle for handler timeout + lease, and B finishes the events.
+        TimeSpan? takenOverAfter = null, endedAfter = null, drainedAfter = null;
         await using (var connection = await run.DataSource.OpenConnectionAsync())
         {
             await run.WaitUntilAsync(
-                async () => await connection.ExecuteScalarAsync<long>(
-                    """
-                    SELECT count(*) FROM pg_stat_activity
-                    WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND xact_start < @frozenAt
-                    """,
-                    new { frozenAt }) == 0,
-                "the server ends A's frozen transaction",
+                async () =>
+                {
+                    var now = clock.Elapsed;
+                    var row = await connection.QuerySingleAsync<(long Claimed, long FrozenTransactions, long Pending)>(
+                        """
+                        SELECT (SELECT count(*) FROM events WHERE attempts = 2),
+                               (SELECT count(*) FROM pg_stat_activity
+                                WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND xact_start < @frozenAt),
+                               (SELECT count(*) FROM events WHERE NOT processed)
+                        """,
+                        new { frozenAt });
+                    takenOverAfter ??= row.Claimed > 0 ? now : null;
+                    endedAfter ??= row.FrozenTransactions == 0 ? now : null;
+                    drainedAfter ??= row.Pending == 0 ? now : null;
+                    return takenOverAfter is not null && endedAfter is not null && drainedAfter is not null;
+                },
+                "B claims and processes A's events and the server ends A's frozen transaction",
                 TimeSpan.FromSeconds(60));
         }
 
-        var endedAfter = clock.Elapsed;
         var stateBeforeThaw = await run.StateAsync();
 
         a.Thaw();
@@ -88,8 +93,8 @@ public sealed class LostHolderTests
         await FaultRun.WriteAsync(
             $"LEASE_MS {LeaseMs}, HANDLER_TIMEOUT_MS {HandlerTimeoutMs} (idle_in_transaction_session_timeout {HandlerTimeoutMs + LeaseMs} ms)");
         await FaultRun.WriteAsync(
-            $"after SIGSTOP of A: B took over at {takenOverAfter.TotalSeconds:0.00} s, B had processed all {Events} at {drainedAfter.TotalSeconds:0.00} s, " +
-            $"the server ended A's transaction by {endedAfter.TotalSeconds:0.00} s");
+            $"after SIGSTOP of A: B claimed A's events at {takenOverAfter!.Value.TotalSeconds:0.00} s, B had processed all {Events} (2.5 s each) at {drainedAfter!.Value.TotalSeconds:0.00} s, " +
+            $"the server ended A's transaction at {endedAfter!.Value.TotalSeconds:0.00} s");
         await FaultRun.WriteAsync(
             $"after SIGCONT A finished its batch in {aWoke.TotalSeconds:0.00} s; A's external calls: {callsBeforeFreeze} before the freeze, {lateCalls} late; " +
             $"fault_effects rows {state.Effects}, all by B: {effects.All(e => e.Pid == b.ProcessId)}");
