@@ -1,5 +1,6 @@
 using EventProcessor.Handlers.Schemas;
 using EventProcessor.Handlers.Webhooks;
+using EventProcessor.Handling;
 using EventProcessor.Host.Admin;
 using EventProcessor.Host.Configuration;
 using EventProcessor.Host.Endpoints;
@@ -28,10 +29,12 @@ internal static class ServiceApp
     /// <param name="args">The command line.</param>
     /// <param name="overrides">Settings that win over the environment's (tests).</param>
     /// <param name="services">Registrations made first, so that they win over the defaults (tests).</param>
+    /// <param name="handlers">Handlers registered after the shipped ones (a host with test handlers).</param>
     public static WebApplication Create(
         string[] args,
         IEnumerable<KeyValuePair<string, string?>>? overrides = null,
-        Action<IServiceCollection>? services = null)
+        Action<IServiceCollection>? services = null,
+        Action<EventProcessorBuilder>? handlers = null)
     {
         var builder = WebApplication.CreateBuilder(args);
         if (overrides is not null)
@@ -45,10 +48,11 @@ internal static class ServiceApp
         try
         {
             settings = ServiceSettings.Load(builder.Configuration);
-            builder.Services
+            var processor = builder.Services
                 .AddEventProcessor(settings.Apply)
                 .AddHandlersFromAssembly(typeof(WebhookHandler).Assembly)
                 .AddWebhooks(builder.Configuration);
+            handlers?.Invoke(processor);
             builder.Services.AddEventIngress(ingress => settings.Apply(ingress, builder.Configuration));
 
             // The shipped schemas are checked at both doors and again before dispatch (the engine takes every

@@ -1,4 +1,5 @@
 using EventProcessor.Handling;
+using EventProcessor.Storage;
 using Npgsql;
 
 namespace EventProcessor.Processing;
@@ -8,8 +9,9 @@ namespace EventProcessor.Processing;
 /// writes gets a savepoint, so one event's failure undoes its own writes and no one else's.
 /// </summary>
 /// <remarks>
-/// Owns the connection. A session is lost when its connection broke, or when a handler that used it timed out and
-/// is still running: nothing more may be sent on it, and what it carried is rolled back by the server.
+/// Owns the connection. A session is lost when its connection broke or could not be opened, or when a handler that
+/// used it timed out and is still running: nothing more may be sent on it, and what it carried is rolled back by the
+/// server.
 /// </remarks>
 internal sealed class BatchSession(NpgsqlDataSource dataSource) : IAsyncDisposable
 {
@@ -23,8 +25,15 @@ internal sealed class BatchSession(NpgsqlDataSource dataSource) : IAsyncDisposab
     private EventTransaction? _current;
     private bool _releasePending;
     private bool _inUseByRunawayHandler;
+    private bool _openFailed;
 
     public bool IsLost { get; private set; }
+
+    /// <summary>
+    /// True when the database went away under the batch: the connection broke, or could not be opened when a handler
+    /// first asked for it. An attempt cut off by that is not the handler's fault.
+    /// </summary>
+    public bool LostDatabase => _openFailed || !IsConnectionUsable();
 
     /// <summary>The open transaction, when a handler wrote and the session is still usable.</summary>
     public EventTransaction? OpenTransaction => IsLost || _transaction is null ? null : new(_connection!, _transaction);
@@ -43,8 +52,20 @@ internal sealed class BatchSession(NpgsqlDataSource dataSource) : IAsyncDisposab
 
         if (_connection is null)
         {
-            _connection = await dataSource.OpenConnectionAsync(cancellationToken);
-            _transaction = await _connection.BeginTransactionAsync(cancellationToken);
+            try
+            {
+                _connection = await dataSource.OpenConnectionAsync(cancellationToken);
+                _transaction = await _connection.BeginTransactionAsync(cancellationToken);
+            }
+            catch (Exception exception) when (DatabaseResilience.IsTransient(exception))
+            {
+                // The database went away between the claim and the first handler that writes: the rest of the batch
+                // is released unrun rather than failed one by one against a database that is not there.
+                _openFailed = true;
+                IsLost = true;
+                throw;
+            }
+
             _current = new EventTransaction(_connection, _transaction);
         }
 
@@ -94,7 +115,7 @@ internal sealed class BatchSession(NpgsqlDataSource dataSource) : IAsyncDisposab
     /// <summary>Marks the session lost; the server rolls back whatever it carried when the connection goes.</summary>
     public void Abandon() => IsLost = true;
 
-    public bool IsConnectionUsable() =>
+    private bool IsConnectionUsable() =>
         _connection is null || (_connection.FullState & System.Data.ConnectionState.Broken) == 0
             && _connection.State == System.Data.ConnectionState.Open;
 

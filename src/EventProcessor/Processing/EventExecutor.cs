@@ -114,7 +114,7 @@ internal sealed class EventExecutor(
                 return ExecutionResult.Released("Released on shutdown before the handler finished.");
             }
 
-            if (attempt.UsedTransaction && !session.IsConnectionUsable())
+            if (attempt.UsedTransaction && session.LostDatabase)
             {
                 // The database went away under the handler: not the handler's fault, so no attempt is spent.
                 return ExecutionResult.Released("Released: the database connection was lost during the attempt.");

@@ -6,12 +6,17 @@ using System.Text;
 namespace EventProcessor.Tests.Service;
 
 /// <summary>
-/// The real service, <c>dotnet EventProcessor.Host.dll</c>, run as a child process from the test output directory
-/// with its settings in environment variables. Talks to it on 127.0.0.1 only.
+/// The real service, <c>dotnet EventProcessor.Host.dll</c> (or the same composition with test handlers,
+/// <see cref="FaultHostAssembly"/>), run as a child process from the test output directory with its settings in
+/// environment variables. Talks to it on 127.0.0.1 only.
 /// </summary>
 public sealed class ServiceProcess : IAsyncDisposable
 {
-    private const string HostAssembly = "EventProcessor.Host.dll";
+    /// <summary>The service as it ships.</summary>
+    public const string HostAssembly = "EventProcessor.Host.dll";
+
+    /// <summary>The service plus the <c>fault.*</c> handlers (tests/EventProcessor.FaultHost).</summary>
+    public const string FaultHostAssembly = "EventProcessor.FaultHost.dll";
 
     // Settings the service reads that a developer's or CI's environment might carry into the child: the child gets
     // only what the test passes.
@@ -20,7 +25,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         "DATABASE_URL", "PORT", "BIND_ADDRESS", "POLL_INTERVAL_MS", "BATCH_SIZE", "MAX_RETRIES", "ENABLE_POLLING", "LOG_LEVEL",
         "RETRY_", "HANDLER_TIMEOUT_MS", "LEASE_MS", "RUN_MIGRATIONS", "ADMIN_API_KEY", "Webhooks__", "Webhooks:",
         "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog", "Sqs__", "Sqs:",
-        "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_", "ALLOW_UNAUTHENTICATED", "ADMIN_RATE_LIMIT",
+        "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_", "ALLOW_UNAUTHENTICATED", "ADMIN_RATE_LIMIT", "FAULT_",
     ];
 
     private readonly Process _process;
@@ -85,13 +90,16 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts the service and waits until <c>GET /health</c> answers 200.</summary>
-    public static async Task<ServiceProcess> StartAsync(IReadOnlyDictionary<string, string?> settings, TimeSpan? timeout = null)
+    /// <summary>Starts the service (<paramref name="assembly"/>) and waits until <c>GET /health</c> answers 200.</summary>
+    public static async Task<ServiceProcess> StartAsync(
+        IReadOnlyDictionary<string, string?> settings,
+        TimeSpan? timeout = null,
+        string assembly = HostAssembly)
     {
         // The free port is found by binding and letting go, so another process can take it in between: try again then.
         for (var attempt = 1; ; attempt++)
         {
-            var service = Launch(settings);
+            var service = Launch(assembly, settings);
             try
             {
                 await service.WaitUntilHealthyAsync(timeout ?? TimeSpan.FromSeconds(30));
@@ -109,17 +117,22 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts the service and returns at once; see <see cref="Launch(string, IReadOnlyDictionary{string, string?}, string[])"/>.</summary>
+    public static ServiceProcess Launch(IReadOnlyDictionary<string, string?> settings, params string[] arguments) =>
+        Launch(HostAssembly, settings, arguments);
+
     /// <summary>
-    /// Starts the process and returns at once; PORT, BIND_ADDRESS, ASPNETCORE_ENVIRONMENT (Production) and, unless
-    /// ADMIN_API_KEY or ALLOW_UNAUTHENTICATED is given, ALLOW_UNAUTHENTICATED=true are filled in.
+    /// Starts <paramref name="assemblyName"/> (<see cref="HostAssembly"/> or <see cref="FaultHostAssembly"/>) and returns at
+    /// once; PORT, BIND_ADDRESS, ASPNETCORE_ENVIRONMENT (Production) and, unless ADMIN_API_KEY or ALLOW_UNAUTHENTICATED is
+    /// given, ALLOW_UNAUTHENTICATED=true are filled in.
     /// </summary>
-    public static ServiceProcess Launch(IReadOnlyDictionary<string, string?> settings, params string[] arguments)
+    public static ServiceProcess Launch(string assemblyName, IReadOnlyDictionary<string, string?> settings, params string[] arguments)
     {
         var directory = AppContext.BaseDirectory;
-        var assembly = Path.Combine(directory, HostAssembly);
-        if (!File.Exists(assembly) || !File.Exists(Path.Combine(directory, "EventProcessor.Host.runtimeconfig.json")))
+        var assembly = Path.Combine(directory, assemblyName);
+        if (!File.Exists(assembly) || !File.Exists(Path.ChangeExtension(assembly, ".runtimeconfig.json")))
         {
-            Assert.Fail($"{HostAssembly} and its runtimeconfig.json are not in {directory}; build the test project first.");
+            Assert.Fail($"{assemblyName} and its runtimeconfig.json are not in {directory}; build the test project first.");
         }
 
         var port = settings.TryGetValue("PORT", out var given) && int.TryParse(given, out var fixedPort) ? fixedPort : FreePort();
@@ -171,7 +184,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
 
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
-        var description = $"dotnet {HostAssembly} {string.Join(' ', arguments)}".TrimEnd();
+        var description = $"dotnet {assemblyName} {string.Join(' ', arguments)}".TrimEnd();
         var service = new ServiceProcess(process, port, description);
         process.OutputDataReceived += (_, e) => service.Append(e.Data, error: false);
         process.ErrorDataReceived += (_, e) => service.Append(e.Data, error: true);
@@ -186,16 +199,24 @@ public sealed class ServiceProcess : IAsyncDisposable
     }
 
     /// <summary>Sends SIGTERM, as Cloud Run, Kubernetes and docker stop do.</summary>
-    public void SignalTerm()
+    public void SignalTerm() => Signal("TERM");
+
+    /// <summary>SIGSTOP: the process freezes where it is, connections and all, as on a stuck VM.</summary>
+    public void Freeze() => Signal("STOP");
+
+    /// <summary>SIGCONT: a frozen process carries on.</summary>
+    public void Thaw() => Signal("CONT");
+
+    private void Signal(string signal)
     {
-        using var kill = Process.Start(new ProcessStartInfo("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        using var kill = Process.Start(new ProcessStartInfo("kill", [$"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])
         {
             UseShellExecute = false,
         }) ?? throw new InvalidOperationException("Could not run kill.");
         kill.WaitForExit();
         if (kill.ExitCode != 0)
         {
-            Assert.Fail($"kill -TERM {_process.Id} exited with {kill.ExitCode}.");
+            Assert.Fail($"kill -{signal} {_process.Id} exited with {kill.ExitCode}.");
         }
     }
 
