@@ -12,6 +12,8 @@ public static class FaultTypes
     public const string Fail = "fault.fail";
     public const string Crash = "fault.crash";
     public const string Hang = "fault.hang";
+    public const string FailFast = "fault.failfast";
+    public const string Allocate = "fault.allocate";
 }
 
 /// <summary>
@@ -37,12 +39,16 @@ public sealed record FaultPayload(
 /// <item><c>fault.fail</c>: then throws, so its row is rolled back and the attempt fails.</item>
 /// <item><c>fault.crash</c>: makes its external call, then kills its own process (SIGKILL) before writing anything.</item>
 /// <item><c>fault.hang</c>: sleeps ignoring cancellation, like a handler stuck in a call without a timeout.</item>
+/// <item><c>fault.failfast</c>: makes its external call, then ends the process with <see cref="Environment.FailFast(string)"/>.</item>
+/// <item><c>fault.allocate</c>: keeps allocating 16 MB arrays until the runtime throws (run it under a heap limit).</item>
 /// </list>
 /// </summary>
 [HandlesEvent(FaultTypes.Record, Description = "Writes a fault_effects row, sleeps, logs an external call")]
 [HandlesEvent(FaultTypes.Fail, Description = "As fault.record, then throws")]
 [HandlesEvent(FaultTypes.Crash, Description = "Logs an external call, then kills its own process")]
 [HandlesEvent(FaultTypes.Hang, Description = "As fault.record, sleeping without honouring cancellation")]
+[HandlesEvent(FaultTypes.FailFast, Description = "Logs an external call, then ends the process with Environment.FailFast")]
+[HandlesEvent(FaultTypes.Allocate, Description = "Allocates without bound until the runtime refuses")]
 internal sealed class FaultHandler(FaultLog log, FaultSettings settings) : IEventHandler<FaultPayload>
 {
     public async Task HandleAsync(EventContext<FaultPayload> context, CancellationToken cancellationToken)
@@ -56,6 +62,17 @@ internal sealed class FaultHandler(FaultLog log, FaultSettings settings) : IEven
             log.Append(new FaultCall(kind, stored.Id, stored.AggregateId, stored.Attempt, Environment.ProcessId, startedAt, startedAt));
             using var self = Process.GetCurrentProcess();
             self.Kill();
+        }
+
+        if (stored.EventType == FaultTypes.FailFast && strikes)
+        {
+            log.Append(new FaultCall(kind, stored.Id, stored.AggregateId, stored.Attempt, Environment.ProcessId, startedAt, startedAt));
+            Environment.FailFast($"fault.failfast: injected crash on attempt {stored.Attempt}.");
+        }
+
+        if (stored.EventType == FaultTypes.Allocate && strikes)
+        {
+            AllocateWithoutBound();
         }
 
         if (context.Payload.DelayBeforeMs is > 0 and var before)
@@ -85,6 +102,23 @@ internal sealed class FaultHandler(FaultLog log, FaultSettings settings) : IEven
         if (stored.EventType == FaultTypes.Fail && strikes)
         {
             throw new InvalidOperationException($"fault.fail: injected failure on attempt {stored.Attempt}.");
+        }
+    }
+
+    // Touches every page, so the memory is really committed; the list is the only root, so it is all garbage once
+    // the exception leaves this frame.
+    private static void AllocateWithoutBound()
+    {
+        var hoard = new List<byte[]>();
+        while (true)
+        {
+            var chunk = new byte[16 * 1024 * 1024];
+            for (var i = 0; i < chunk.Length; i += 4096)
+            {
+                chunk[i] = 1;
+            }
+
+            hoard.Add(chunk);
         }
     }
 }

@@ -34,6 +34,13 @@ internal static class EventSql
     /// <remarks>
     /// The held aggregates are read once per claim through the partial index <c>events_held_by</c>, which holds only
     /// what is leased right now, so the check costs the same however deep an aggregate's backlog is.
+    /// <para>
+    /// A suspect is an event with more attempts counted than failures recorded: an attempt of it never finished, so
+    /// it may be what killed that process (a handler calling FailFast, a native crash). A suspect is claimed in a
+    /// batch of its own (a batch ends before the first suspect, and a suspect at the head of the FIFO goes alone, so
+    /// the order is the same as without the rule); if it kills this process too, it takes no other event's attempt with it, and it reaches the
+    /// dead letters after MAX_RETRIES crashes while the events that merely shared its first batch run normally.
+    /// </para>
     /// </remarks>
     public const string ClaimBatch =
         $"""
@@ -44,8 +51,10 @@ internal static class EventSql
             AND h.locked_until >= now()
             AND h.processed = false
             AND h.aggregate_id IS NOT NULL
-        ), due AS (
-          SELECT e.id
+        ), candidates AS (
+          SELECT e.id, e.created_at,
+                 e.attempts > CASE WHEN jsonb_typeof(e.metadata->'retry_count') = 'number'
+                                   THEN (e.metadata->>'retry_count')::numeric ELSE 0 END AS suspect
           FROM events e
           WHERE e.processed = false
             AND e.next_attempt_at <= now()
@@ -60,6 +69,14 @@ internal static class EventSql
           ORDER BY e.created_at, e.id
           LIMIT @limit
           FOR UPDATE SKIP LOCKED
+        ), first_suspect AS (
+          SELECT created_at, id FROM candidates WHERE suspect ORDER BY created_at, id LIMIT 1
+        ), due AS (
+          -- The FIFO run before the first suspect; or, when a suspect heads the run, that suspect alone.
+          SELECT c.id FROM candidates c
+          WHERE NOT EXISTS (SELECT 1 FROM first_suspect f WHERE (f.created_at, f.id) <= (c.created_at, c.id))
+             OR (c.id = (SELECT id FROM first_suspect)
+                 AND NOT EXISTS (SELECT 1 FROM candidates b WHERE (b.created_at, b.id) < (c.created_at, c.id)))
         ), claimed AS (
           UPDATE events e
           SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease

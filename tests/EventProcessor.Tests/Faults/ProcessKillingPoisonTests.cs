@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using System.Globalization;
+using EventProcessor.FaultHost;
+
+namespace EventProcessor.Tests.Faults;
+
+/// <summary>
+/// Poison events that take the process down with them, under a supervisor that restarts it (as Cloud Run or
+/// systemd would): the claim counts each attempt before the handler runs, so the poison runs out of attempts and is
+/// dead-lettered, and the events around it are handled once.
+/// </summary>
+[Category("Faults")]
+[NonParallelizable]
+public sealed class ProcessKillingPoisonTests
+{
+    private const int GoodEvents = 200;
+    private const int MaxRetries = 3;
+
+    [Test]
+    public async Task AnEventWhoseHandlerCallsFailFastIsDeadLetteredAfterMaxRetriesCrashesAndTheRestGoOn()
+    {
+        var (crashes, poison) = await SuperviseAsync(FaultTypes.FailFast, []);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(crashes, Is.EqualTo(MaxRetries), "each attempt of the poison took the process down, no more");
+            Assert.That(poison.Reason, Does.StartWith($"Gave up after {MaxRetries} attempts"));
+        });
+    }
+
+    [Test]
+    public async Task AnEventWhoseHandlerAllocatesWithoutBoundFailsItsOwnAttemptsOnly()
+    {
+        // Under a 256 MB heap limit the runtime throws OutOfMemoryException into the handler; the executor fails the
+        // attempt like any other exception, and the hoard is garbage once it has.
+        var (crashes, poison) = await SuperviseAsync(FaultTypes.Allocate, new() { ["DOTNET_GCHeapHardLimit"] = "0x10000000" });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(crashes, Is.Zero, "the process survived every attempt");
+            Assert.That(poison.Reason, Does.Contain("OutOfMemoryException"));
+            Assert.That(poison.RetryCount, Is.EqualTo(MaxRetries));
+        });
+    }
+
+    private static async Task<(int Crashes, (string Reason, int RetryCount) Poison)> SuperviseAsync(
+        string poisonType, Dictionary<string, string?> extra)
+    {
+        await using var run = await FaultRun.CreateAsync();
+        await run.InsertAsync(GoodEvents / 2);
+        await run.InsertAsync(1, eventType: poisonType, first: (GoodEvents / 2) + 1);
+        await run.InsertAsync(GoodEvents / 2, first: (GoodEvents / 2) + 2);
+        var settings = run.Settings();
+        settings["MAX_RETRIES"] = MaxRetries.ToString(CultureInfo.InvariantCulture);
+        settings["LEASE_MS"] = "2000";
+        foreach (var (key, value) in extra)
+        {
+            settings[key] = value;
+        }
+
+        // The supervisor: start the service, and start it again whenever it dies, until the table is drained.
+        var crashes = 0;
+        var clock = Stopwatch.StartNew();
+        var service = await run.StartAsync(settings);
+        while (await run.PendingAsync() > 0)
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "the table drains under supervision");
+            if (service.HasExited)
+            {
+                crashes++;
+                await FaultRun.WriteAsync($"{poisonType}: crash {crashes} at {clock.Elapsed.TotalSeconds:0.0} s; restarting");
+                service = await run.StartAsync(settings);
+            }
+
+            await Task.Delay(100);
+        }
+
+        var state = await run.StateAsync();
+        await using var connection = await run.DataSource.OpenConnectionAsync();
+        var poison = await Dapper.SqlMapper.QuerySingleAsync<(string Reason, int RetryCount)>(
+            connection,
+            "SELECT d.error_message, d.retry_count FROM event_dead_letters d JOIN events e ON e.id = d.event_id WHERE e.event_type = @poisonType",
+            new { poisonType });
+        await FaultRun.WriteAsync(
+            $"{poisonType}: drained in {clock.Elapsed.TotalSeconds:0.0} s with {crashes} crashes; dead letter after retry_count {poison.RetryCount}: {poison.Reason}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(service.HasExited, Is.False, "the service is running at the end");
+            Assert.That(state.Processed, Is.EqualTo(GoodEvents + 1), "every event reached an end");
+            Assert.That(state.DeadLettered, Is.EqualTo(1), "only the poison is dead-lettered");
+            Assert.That(state.Effects, Is.EqualTo(GoodEvents), "each good event's write applied once, the poison's never");
+            Assert.That(state.Locked, Is.Zero, "nothing left locked");
+        });
+        return (crashes, poison);
+    }
+}
