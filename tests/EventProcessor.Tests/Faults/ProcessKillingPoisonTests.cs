@@ -43,12 +43,38 @@ public sealed class ProcessKillingPoisonTests
         });
     }
 
+    [Test]
+    public async Task AnEventWhoseHandlerThrowsFailsItsOwnAttemptsOnlyInTheRealService()
+    {
+        var (crashes, poison) = await SuperviseAsync(FaultTypes.Fail, []);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(crashes, Is.Zero);
+            Assert.That(poison.Reason, Does.Contain("injected failure on attempt 3"));
+            Assert.That(poison.RetryCount, Is.EqualTo(MaxRetries));
+        });
+    }
+
+    [Test]
+    public async Task AnEventWhoseHandlerHangsPastItsTimeoutFailsItsOwnAttemptsOnlyInTheRealService()
+    {
+        var (crashes, poison) = await SuperviseAsync(FaultTypes.Hang, new() { ["HANDLER_TIMEOUT_MS"] = "1000" }, """{"delay_ms": 3000}""");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(crashes, Is.Zero);
+            Assert.That(poison.Reason, Does.Contain("timed out after 1000 ms"));
+            Assert.That(poison.RetryCount, Is.EqualTo(MaxRetries));
+        });
+    }
+
     private static async Task<(int Crashes, (string Reason, int RetryCount) Poison)> SuperviseAsync(
-        string poisonType, Dictionary<string, string?> extra)
+        string poisonType, Dictionary<string, string?> extra, string payload = "{}")
     {
         await using var run = await FaultRun.CreateAsync();
         await run.InsertAsync(GoodEvents / 2);
-        await run.InsertAsync(1, eventType: poisonType, first: (GoodEvents / 2) + 1);
+        await run.InsertAsync(1, eventType: poisonType, payload: payload, first: (GoodEvents / 2) + 1);
         await run.InsertAsync(GoodEvents / 2, first: (GoodEvents / 2) + 2);
         var settings = run.Settings();
         settings["MAX_RETRIES"] = MaxRetries.ToString(CultureInfo.InvariantCulture);
