@@ -79,6 +79,17 @@ public sealed class FaultRun : IAsyncDisposable
     }
 
     /// <summary>
+    /// Starts a fault host and returns at once, as a supervisor does: a poison met in the first batch can take the
+    /// process down before its <c>GET /health</c> ever answers.
+    /// </summary>
+    public ServiceProcess Launch(IReadOnlyDictionary<string, string?> settings)
+    {
+        var service = ServiceProcess.Launch(ServiceProcess.FaultHostAssembly, settings);
+        _services.Add(service);
+        return service;
+    }
+
+    /// <summary>
     /// Inserts <paramref name="count"/> events of <paramref name="eventType"/> in one statement, 1 ms apart in
     /// <c>created_at</c> (an hour ago), round-robin over <paramref name="aggregates"/> aggregates (none when 0).
     /// The payload is <paramref name="payload"/> plus <c>n</c>, the event's position: <paramref name="first"/>,
