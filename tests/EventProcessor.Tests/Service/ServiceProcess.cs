@@ -126,7 +126,21 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// once; PORT, BIND_ADDRESS, ASPNETCORE_ENVIRONMENT (Production) and, unless ADMIN_API_KEY or ALLOW_UNAUTHENTICATED is
     /// given, ALLOW_UNAUTHENTICATED=true are filled in.
     /// </summary>
-    public static ServiceProcess Launch(string assemblyName, IReadOnlyDictionary<string, string?> settings, params string[] arguments)
+    public static ServiceProcess Launch(string assemblyName, IReadOnlyDictionary<string, string?> settings, params string[] arguments) =>
+        Launch(assemblyName, settings, arguments, confine: false);
+
+    /// <summary>
+    /// Starts the shipped service the way its container runs: as the aspnet image's non-root user (UID 1654) on a
+    /// read-only root file system (a private mount namespace in which <c>/</c> is remounted read-only; <c>/proc</c>,
+    /// <c>/sys</c> and <c>/dev</c> stay as Docker leaves them). Needs root to set up, as a container runtime does.
+    /// </summary>
+    public static ServiceProcess LaunchConfined(IReadOnlyDictionary<string, string?> settings) =>
+        Launch(HostAssembly, settings, [], confine: true);
+
+    /// <summary>The container image's user (<c>$APP_UID</c> of mcr.microsoft.com/dotnet/aspnet).</summary>
+    public const int ContainerUserId = 1654;
+
+    private static ServiceProcess Launch(string assemblyName, IReadOnlyDictionary<string, string?> settings, string[] arguments, bool confine)
     {
         var directory = AppContext.BaseDirectory;
         var assembly = Path.Combine(directory, assemblyName);
@@ -136,7 +150,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
 
         var port = settings.TryGetValue("PORT", out var given) && int.TryParse(given, out var fixedPort) ? fixedPort : FreePort();
-        var start = new ProcessStartInfo(DotnetHost())
+        var start = new ProcessStartInfo(confine ? "unshare" : DotnetHost())
         {
             WorkingDirectory = directory,
             UseShellExecute = false,
@@ -146,6 +160,17 @@ public sealed class ServiceProcess : IAsyncDisposable
             StandardOutputEncoding = Encoding.UTF8,
             StandardErrorEncoding = Encoding.UTF8,
         };
+        if (confine)
+        {
+            // Each step execs the next, so the process id the test holds (and signals) is the service's own.
+            var uid = ContainerUserId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            foreach (var part in (string[])["--mount", "--propagation", "private", "sh", "-c",
+                $"mount -o remount,bind,ro / && exec setpriv --reuid={uid} --regid={uid} --clear-groups \"$@\"", "sh", DotnetHost()])
+            {
+                start.ArgumentList.Add(part);
+            }
+        }
+
         start.ArgumentList.Add(assembly);
         foreach (var argument in arguments)
         {
