@@ -17,7 +17,7 @@ public sealed class EventEngine : IDisposable
     private readonly BatchRunner _runner;
     private readonly EventDatabase _database;
     private readonly ResiliencePipeline _waitForDatabase;
-    private readonly SemaphoreSlim _wake = new(0, 1);
+    private readonly SemaphoreSlim _wake;
 
     internal EventEngine(
         EventClaimer claimer,
@@ -35,6 +35,7 @@ public sealed class EventEngine : IDisposable
         Stats = stats;
         Registry = registry;
         Options = options;
+        _wake = new SemaphoreSlim(0, options.Workers);
         _waitForDatabase = DatabaseResilience.Create(logger, timeProvider);
     }
 
@@ -89,7 +90,7 @@ public sealed class EventEngine : IDisposable
         return new Backlog(reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetDouble(1));
     }
 
-    /// <summary>Wakes the poll loop if it is sleeping between polls.</summary>
+    /// <summary>Wakes one sleeping poll loop, if any sleeps: it claims at once instead of at the end of its poll interval.</summary>
     public void Wake()
     {
         try
@@ -98,7 +99,7 @@ public sealed class EventEngine : IDisposable
         }
         catch (SemaphoreFullException)
         {
-            // Already awake or about to be: one pending wake-up is all the loop needs.
+            // Every loop is awake or about to be: a wake-up per loop is all they need.
         }
     }
 

@@ -17,6 +17,13 @@ public sealed class EventProcessorOptions
     /// <summary>The most events claimed in one batch. Default 20.</summary>
     public int BatchSize { get; set; } = 20;
 
+    /// <summary>
+    /// How many batches one instance runs at once, each claimed by its own poll loop. Events of one aggregate never run
+    /// at the same time or out of order, whichever loop or instance claims them: a claim skips every aggregate another
+    /// claim holds. Default 4.
+    /// </summary>
+    public int Workers { get; set; } = 4;
+
     /// <summary>Failed attempts after which an event is dead-lettered. Default 5 (so at most 5 attempts).</summary>
     public int MaxRetries { get; set; } = 5;
 

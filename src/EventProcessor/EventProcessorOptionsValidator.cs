@@ -15,6 +15,7 @@ internal sealed class EventProcessorOptionsValidator : IValidateOptions<EventPro
 
         Check(options.PollInterval, nameof(options.PollInterval), TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1));
         Check(options.BatchSize, nameof(options.BatchSize), 1, 10_000);
+        Check(options.Workers, nameof(options.Workers), 1, 64);
         Check(options.MaxRetries, nameof(options.MaxRetries), 1, 1_000);
         Check(options.RetryBaseDelay, nameof(options.RetryBaseDelay), TimeSpan.Zero, TimeSpan.FromDays(1));
         Check(options.RetryMaxDelay, nameof(options.RetryMaxDelay), options.RetryBaseDelay, TimeSpan.FromDays(30));

@@ -15,6 +15,7 @@ internal sealed record ServiceSettings(
     int Port,
     int PollIntervalMs,
     int BatchSize,
+    int Workers,
     int MaxRetries,
     bool EnablePolling,
     LogEventLevel LogLevel,
@@ -40,6 +41,7 @@ internal sealed record ServiceSettings(
             Port: Int(configuration, "PORT", 8080, 0, 65_535),
             PollIntervalMs: Int(configuration, "POLL_INTERVAL_MS", 10_000, 1, 3_600_000),
             BatchSize: Int(configuration, "BATCH_SIZE", 20, 1, 10_000),
+            Workers: Int(configuration, "WORKERS", 4, 1, 64),
             MaxRetries: Int(configuration, "MAX_RETRIES", 5, 1, 1_000),
             EnablePolling: Bool(configuration, "ENABLE_POLLING", true),
             LogLevel: Level(configuration),
@@ -79,7 +81,7 @@ internal sealed record ServiceSettings(
         // key is only said to be set, and the connection string loses its password.
         var connection = new NpgsqlConnectionStringBuilder(ConnectionString) { Password = null };
         builder.Append(CultureInfo.InvariantCulture, $"BindAddress = {BindAddress}, Port = {Port}, PollIntervalMs = {PollIntervalMs}, ")
-            .Append(CultureInfo.InvariantCulture, $"BatchSize = {BatchSize}, MaxRetries = {MaxRetries}, EnablePolling = {EnablePolling}, ")
+            .Append(CultureInfo.InvariantCulture, $"BatchSize = {BatchSize}, Workers = {Workers}, MaxRetries = {MaxRetries}, EnablePolling = {EnablePolling}, ")
             .Append(CultureInfo.InvariantCulture, $"LogLevel = {LogLevel}, RetryBaseDelayMs = {RetryBaseDelayMs}, RetryMaxDelayMs = {RetryMaxDelayMs}, ")
             .Append(CultureInfo.InvariantCulture, $"RetryBackoffFactor = {RetryBackoffFactor}, HandlerTimeoutMs = {HandlerTimeoutMs}, LeaseMs = {LeaseMs}, ")
             .Append(CultureInfo.InvariantCulture, $"RunMigrations = {RunMigrations}, ConnectionString = {connection.ConnectionString}, ")
@@ -95,6 +97,7 @@ internal sealed record ServiceSettings(
         options.EnablePolling = EnablePolling;
         options.PollInterval = TimeSpan.FromMilliseconds(PollIntervalMs);
         options.BatchSize = BatchSize;
+        options.Workers = Workers;
         options.MaxRetries = MaxRetries;
         options.RetryBaseDelay = TimeSpan.FromMilliseconds(RetryBaseDelayMs);
         options.RetryMaxDelay = TimeSpan.FromMilliseconds(RetryMaxDelayMs);

@@ -4,8 +4,11 @@ using Microsoft.Extensions.Logging;
 namespace EventProcessor.Processing;
 
 /// <summary>
-/// Decides when to claim: again at once after a full batch, otherwise after the poll interval (or a wake-up).
-/// Waits out database outages inside the engine; anything else is logged and the loop goes on.
+/// Runs <see cref="EventProcessorOptions.Workers"/> poll loops. Each claims a batch, runs it and completes it; a
+/// loop whose batch came back full claims again at once and wakes a sleeping one, so the loops fan out while there
+/// is a backlog and fall back to one claim per wake-up when there is not. A loop otherwise sleeps until a wake-up
+/// (a new event, see <see cref="EventEngine.Wake"/>) or the poll interval. Database outages are waited out inside
+/// the engine; anything else is logged and the loop goes on.
 /// </summary>
 internal sealed class EventPoller(EventEngine engine, EventProcessorOptions options, ILogger<EventPoller> logger)
     : BackgroundService
@@ -19,7 +22,13 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
         }
 
         await Task.Yield();
-        Log.PollingStarted(logger, options.PollInterval, options.BatchSize, options.InstanceName);
+        Log.PollingStarted(logger, options.PollInterval, options.BatchSize, options.Workers, options.InstanceName);
+        await Task.WhenAll(Enumerable.Range(0, options.Workers).Select(_ => Task.Run(() => LoopAsync(stoppingToken), CancellationToken.None)));
+        Log.PollingStopped(logger);
+    }
+
+    private async Task LoopAsync(CancellationToken stoppingToken)
+    {
         while (!stoppingToken.IsCancellationRequested)
         {
             var claimed = 0;
@@ -36,19 +45,21 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
                 Log.PollFailed(logger, options.PollInterval, exception);
             }
 
-            if (claimed < options.BatchSize)
+            if (claimed == options.BatchSize)
             {
-                try
-                {
-                    await engine.WaitForWorkAsync(options.PollInterval, stoppingToken);
-                }
-                catch (OperationCanceledException)
-                {
-                    break;
-                }
+                // More is waiting: another loop can claim beside this one while it goes round again.
+                engine.Wake();
+                continue;
+            }
+
+            try
+            {
+                await engine.WaitForWorkAsync(options.PollInterval, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
             }
         }
-
-        Log.PollingStopped(logger);
     }
 }

@@ -35,8 +35,8 @@ internal static partial class Log
     [LoggerMessage(10, LogLevel.Error, "Poll cycle failed; next try in {PollInterval}")]
     public static partial void PollFailed(ILogger logger, TimeSpan pollInterval, Exception exception);
 
-    [LoggerMessage(11, LogLevel.Information, "Polling every {PollInterval} in batches of {BatchSize} as {InstanceName}")]
-    public static partial void PollingStarted(ILogger logger, TimeSpan pollInterval, int batchSize, string instanceName);
+    [LoggerMessage(11, LogLevel.Information, "Polling every {PollInterval} in batches of {BatchSize} with {Workers} workers as {InstanceName}")]
+    public static partial void PollingStarted(ILogger logger, TimeSpan pollInterval, int batchSize, int workers, string instanceName);
 
     [LoggerMessage(12, LogLevel.Information, "Polling is disabled (ENABLE_POLLING=false); events are processed only on demand")]
     public static partial void PollingDisabled(ILogger logger);
