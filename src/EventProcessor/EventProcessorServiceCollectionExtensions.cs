@@ -31,6 +31,7 @@ public static class EventProcessorServiceCollectionExtensions
         services.AddSingleton<EventDatabase>();
         services.AddSingleton<HandlerRegistry>();
         services.AddSingleton<ProcessingStats>();
+        services.AddSingleton<HeldEvents>();
         services.AddSingleton(sp => new RetrySchedule(sp.GetRequiredService<EventProcessorOptions>(), Random.Shared));
         services.AddSingleton<EventExecutor>();
         services.AddSingleton<EventCompleter>();

@@ -32,14 +32,21 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
         return database;
     }
 
-    /// <summary>Empties the tables and inserts <paramref name="count"/> pending events of <paramref name="aggregates"/> aggregates (0: none).</summary>
-    public async Task ResetAsync(int count, string eventType, int aggregates = 0)
+    /// <summary>
+    /// Empties the tables (or, with <paramref name="keepHistory"/>, deletes all but the rows <see cref="AddProcessedAsync"/>
+    /// added) and inserts <paramref name="count"/> pending events of <paramref name="aggregates"/> aggregates (0: none).
+    /// </summary>
+    public async Task ResetAsync(int count, string eventType, int aggregates = 0, bool keepHistory = false)
     {
         await using var connection = new NpgsqlConnection(ConnectionString);
         await connection.OpenAsync();
-        await connection.ExecuteAsync("TRUNCATE events, event_dead_letters");
+        await connection.ExecuteAsync(
+            keepHistory
+                ? "DELETE FROM events WHERE event_type <> 'bench.history'; TRUNCATE event_dead_letters, event_aggregate_leases"
+                : "TRUNCATE events, event_dead_letters, event_aggregate_leases",
+            commandTimeout: 0);
         await CopyAsync(connection, count, eventType, aggregates);
-        await connection.ExecuteAsync("VACUUM ANALYZE events");
+        await connection.ExecuteAsync("VACUUM ANALYZE events", commandTimeout: 0);
     }
 
     /// <summary>Adds processed rows, to see whether a large table slows the claim.</summary>
@@ -65,14 +72,59 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
         return await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM events WHERE processed = false");
     }
 
-    public async Task<string> ExplainClaimAsync()
+    /// <summary>
+    /// The plans of the engine's own claim (batch 1,000) and completion (of 1,000 pending events), as PostgreSQL would
+    /// run them now, with <paramref name="backlog"/> events pending beside whatever history the table holds.
+    /// </summary>
+    public async Task<string> ExplainEngineAsync(int backlog)
     {
+        await ResetAsync(backlog, "bench.noop", aggregates: 1_000, keepHistory: true);
         await using var connection = new NpgsqlConnection(ConnectionString);
         await connection.OpenAsync();
-        var lines = await connection.QueryAsync<string>(
-            """
-            EXPLAIN SELECT id FROM events WHERE processed = false ORDER BY created_at, id LIMIT 100 FOR UPDATE SKIP LOCKED
-            """);
+        var counts = await connection.QuerySingleAsync<(long Processed, long Pending)>(
+            "SELECT count(*) FILTER (WHERE processed), count(*) FILTER (WHERE NOT processed) FROM events");
+
+        await using var claim = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.ClaimBatch}", connection);
+        claim.Parameters.Add(new NpgsqlParameter<int>("limit", 1000));
+        claim.Parameters.Add(new NpgsqlParameter<string>("owner", "bench"));
+        claim.Parameters.Add(new NpgsqlParameter<TimeSpan>("lease", TimeSpan.FromSeconds(30)));
+
+        var ids = (await connection.QueryAsync<Guid>("SELECT id FROM events WHERE NOT processed ORDER BY created_at, id LIMIT 1000")).ToArray();
+        await using var complete = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.CompleteBatch}", connection);
+        complete.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
+        complete.Parameters.Add(new NpgsqlParameter<int[]>("attempts", new int[ids.Length]));
+        complete.Parameters.Add(new NpgsqlParameter<int[]>("kinds", new int[ids.Length]));
+        complete.Parameters.Add(new NpgsqlParameter<string?[]>("errors", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = new string?[ids.Length] });
+        complete.Parameters.Add(new NpgsqlParameter<TimeSpan[]>("delays", NpgsqlDbType.Array | NpgsqlDbType.Interval) { TypedValue = new TimeSpan[ids.Length] });
+        complete.Parameters.Add(new NpgsqlParameter<string>("owner", "bench"));
+        complete.Parameters.Add(new NpgsqlParameter<Guid[]>("new_ids", []));
+        complete.Parameters.Add(new NpgsqlParameter<Guid[]>("new_causes", []));
+        foreach (var name in new[] { "new_types", "new_aggregate_types", "new_payloads", "new_metadata", "new_tenants" })
+        {
+            complete.Parameters.Add(new NpgsqlParameter<string?[]>(name, NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [] });
+        }
+
+        complete.Parameters.Add(new NpgsqlParameter<Guid?[]>("new_aggregate_ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [] });
+        return $"""
+            table: {counts.Processed:N0} processed rows, {counts.Pending:N0} pending over 1,000 aggregates
+
+            claim (EventSql.ClaimBatch, batch 1,000):
+            {await PlanAsync(claim)}
+
+            completion (EventSql.CompleteBatch, 1,000 events):
+            {await PlanAsync(complete)}
+            """;
+    }
+
+    private static async Task<string> PlanAsync(NpgsqlCommand explain)
+    {
+        var lines = new List<string>();
+        await using var reader = await explain.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            lines.Add("    " + reader.GetString(0));
+        }
+
         return string.Join(Environment.NewLine, lines);
     }
 

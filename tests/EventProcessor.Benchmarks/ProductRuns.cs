@@ -58,9 +58,10 @@ internal static class ProductRuns
 {
     public sealed record DrainResult(double EventsPerSecond, double CpuSeconds, double PeakWorkingSetMb);
 
-    public static async Task<DrainResult> DrainAsync(BenchDatabase database, int events, int batchSize, string eventType)
+    public static async Task<DrainResult> DrainAsync(
+        BenchDatabase database, int events, int batchSize, string eventType, int aggregates = 0, bool keepHistory = false)
     {
-        await database.ResetAsync(events, eventType);
+        await database.ResetAsync(events, eventType, aggregates, keepHistory);
         if (eventType == "bench.project")
         {
             await using var connection = new Npgsql.NpgsqlConnection(database.ConnectionString);

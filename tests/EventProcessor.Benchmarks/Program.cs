@@ -10,6 +10,7 @@ var events = Option("--events", 100_000);
 var quick = args.Contains("--quick");
 var bigTable = args.Contains("--big-table");
 var latencySeconds = quick ? 5 : 20;
+var only = Option("--batch", 0); // one batch size only, and no latency: for trying a change quickly
 
 await using var server = await BenchServer.StartAsync();
 await using var database = await BenchDatabase.CreateAsync(server.AdminConnectionString, "eventproc_bench");
@@ -19,31 +20,57 @@ Console.WriteLine($"events per drain: {events:N0} (~300-byte JSON payload), no-o
 Console.WriteLine();
 
 var ceilings = new Dictionary<int, double>();
+var designs = new Dictionary<int, double>();
 var rows = new List<string[]>();
-foreach (var batch in new[] { 1, 20, 100, 1000 })
+string[] header = ["what", "events/s", "CPU s (process)", "peak working set", "÷ ceiling, same batch", "÷ design loop, same batch"];
+foreach (var batch in new[] { 1, 20, 100, 1000 }.Where(b => only == 0 || b == only))
 {
     var count = batch == 1 ? Math.Min(events, 20_000) : events;
     ceilings[batch] = await Ceiling.DrainAsync(database, count, batch);
-    rows.Add([$"ceiling: raw claim-and-mark, 4 connections, batch {batch}", Rate(ceilings[batch]), "", "", "1.00"]);
+    rows.Add([$"ceiling: raw claim-and-mark, 4 connections, batch {batch}", Rate(ceilings[batch]), "", "", "1.00", ""]);
 }
 
-foreach (var batch in new[] { 20, 100, 1000 })
+foreach (var batch in new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only))
 {
-    var result = await ProductRuns.DrainAsync(database, events, batch, "bench.noop");
-    rows.Add([$"product: drain, no-op handler, batch {batch}", Rate(result.EventsPerSecond), Cpu(result.CpuSeconds), Mb(result.PeakWorkingSetMb), Ratio(result.EventsPerSecond, ceilings[batch])]);
+    designs[batch] = await DesignLoop.DrainAsync(database, events, batch);
+    rows.Add([$"design loop: the engine's claim + completion statements alone, 4 connections, batch {batch}", Rate(designs[batch]), "", "", Ratio(designs[batch], ceilings[batch]), "1.00"]);
 }
 
-var projected = await ProductRuns.DrainAsync(database, events, 100, "bench.project");
-rows.Add(["product: drain, handler writes one row in the event's transaction, batch 100", Rate(projected.EventsPerSecond), Cpu(projected.CpuSeconds), Mb(projected.PeakWorkingSetMb), Ratio(projected.EventsPerSecond, ceilings[100])]);
+var drains = new Dictionary<int, ProductRuns.DrainResult>();
+foreach (var batch in new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only))
+{
+    drains[batch] = await ProductRuns.DrainAsync(database, events, batch, "bench.noop");
+    var label = batch == 20 ? " (the defaults: BATCH_SIZE=20, WORKERS=4)" : batch == 1000 ? " (best configuration)" : "";
+    rows.Add(ProductRow($"product: drain, no-op handler, batch {batch}{label}", drains[batch], batch));
+}
 
+if (only != 0)
+{
+    Table(header, rows);
+    return 0;
+}
+
+rows.Add(ProductRow("product: drain, handler writes one row in the event's transaction, batch 100",
+    await ProductRuns.DrainAsync(database, events, 100, "bench.project"), 100));
+rows.Add(ProductRow("product: drain, no-op handler, batch 100, events over 1,000 aggregates",
+    await ProductRuns.DrainAsync(database, events, 100, "bench.noop", aggregates: 1_000), 100));
+
+string? bigTablePlans = null;
 if (bigTable)
 {
     await database.AddProcessedAsync(5_000_000);
-    var withHistory = await ProductRuns.DrainAsync(database, events, 100, "bench.noop");
-    rows.Add(["product: drain, batch 100, with 5,000,000 processed rows in the table", Rate(withHistory.EventsPerSecond), Cpu(withHistory.CpuSeconds), Mb(withHistory.PeakWorkingSetMb), Ratio(withHistory.EventsPerSecond, ceilings[100])]);
+    foreach (var batch in new[] { 20, 1000 })
+    {
+        var withHistory = await ProductRuns.DrainAsync(database, events, batch, "bench.noop", keepHistory: true);
+        var row = ProductRow($"product: drain, batch {batch}, with 5,000,000 processed rows in the table", withHistory, batch);
+        row[0] += $" ({Ratio(withHistory.EventsPerSecond, drains[batch].EventsPerSecond)} of the same drain without them)";
+        rows.Add(row);
+    }
+
+    bigTablePlans = await database.ExplainEngineAsync(events);
 }
 
-Table(["what", "events/s", "CPU s (process)", "peak working set", "÷ ceiling, same batch"], rows);
+Table(header, rows);
 
 Console.WriteLine();
 var latencyRows = new List<string[]>();
@@ -55,9 +82,17 @@ foreach (var rate in new[] { 500, 2000 })
 
 Table(["latency: insert → handled", "handled", "p50", "p95", "p99"], latencyRows);
 Console.WriteLine();
-Console.WriteLine("Claim plan with the table as it is now:");
-Console.WriteLine(await database.ExplainClaimAsync());
+Console.WriteLine(bigTablePlans is null
+    ? "Plans of the engine's claim and completion (run with --big-table to see them beside 5,000,000 processed rows):"
+    : "Plans of the engine's claim and completion with 5,000,000 processed rows and a backlog in the table:");
+Console.WriteLine(bigTablePlans ?? await database.ExplainEngineAsync(events));
 return 0;
+
+string[] ProductRow(string what, ProductRuns.DrainResult result, int batch) =>
+[
+    what, Rate(result.EventsPerSecond), Cpu(result.CpuSeconds), Mb(result.PeakWorkingSetMb),
+    Ratio(result.EventsPerSecond, ceilings[batch]), designs.TryGetValue(batch, out var design) ? Ratio(result.EventsPerSecond, design) : "",
+];
 
 int Option(string name, int fallback)
 {

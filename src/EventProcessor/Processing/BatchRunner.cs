@@ -17,6 +17,7 @@ internal sealed class BatchRunner(
     EventExecutor executor,
     EventCompleter completer,
     ProcessingStats stats,
+    HeldEvents held,
     IServiceScopeFactory scopes,
     EventProcessorOptions options,
     TimeProvider timeProvider,
@@ -31,6 +32,19 @@ internal sealed class BatchRunner(
     /// <param name="stopping">Fires on shutdown: no new event starts, and the running one has <see cref="EventProcessorOptions.ShutdownGrace"/> left.</param>
     /// <returns>The fate of each event, in the order given.</returns>
     public async Task<ExecutionResult[]> RunAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping)
+    {
+        held.Add(claimed);
+        try
+        {
+            return await RunHeldAsync(claimed, stopping);
+        }
+        finally
+        {
+            held.Remove(claimed);
+        }
+    }
+
+    private async Task<ExecutionResult[]> RunHeldAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping)
     {
         var attempts = new EventAttempt[claimed.Count];
         var results = new ExecutionResult[claimed.Count];

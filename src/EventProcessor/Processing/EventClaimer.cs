@@ -94,6 +94,9 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
         {
             BatchCommands = { new NpgsqlBatchCommand(EventSql.TakeClaimLock), claim },
         };
+
+        // Planning the claim costs about as much as running it; a pooled connection keeps it prepared after the first.
+        await batch.PrepareAsync(cancellationToken);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         var claimed = new List<StoredEvent>();

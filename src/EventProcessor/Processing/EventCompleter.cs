@@ -86,6 +86,7 @@ internal sealed class EventCompleter(EventProcessorOptions options)
         command.Parameters.Add(new NpgsqlParameter<string[]>("new_metadata", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = metadata });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("new_tenants", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = tenants });
 
+        await command.PrepareAsync(cancellationToken);
         var applied = new HashSet<Guid>(count);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))

@@ -6,12 +6,13 @@ using Npgsql;
 namespace EventProcessor.Processing;
 
 /// <summary>
-/// Renews the leases on what this instance holds, every third of the lease, while it holds anything. A process that
+/// Renews the leases on what this instance holds (<see cref="HeldEvents"/>, and their aggregates), every third of the
+/// lease, while it holds anything. A process that
 /// dies or freezes stops renewing, and its events become claimable once the lease runs out.
 /// </summary>
 internal sealed class LeaseKeeper(
     EventDatabase database,
-    ProcessingStats stats,
+    HeldEvents held,
     EventProcessorOptions options,
     TimeProvider timeProvider,
     ILogger<LeaseKeeper> logger) : BackgroundService
@@ -23,7 +24,7 @@ internal sealed class LeaseKeeper(
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                if (stats.InFlight > 0)
+                if (!held.IsEmpty)
                 {
                     await RenewAsync(stoppingToken);
                 }
@@ -41,6 +42,7 @@ internal sealed class LeaseKeeper(
         {
             await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
             await using var command = new NpgsqlCommand(EventSql.RenewLeases, connection);
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", held.ToArray()));
             command.Parameters.Add(new NpgsqlParameter<string>("owner", options.InstanceName));
             command.Parameters.Add(new NpgsqlParameter<TimeSpan>("lease", options.LeaseDuration));
             await command.ExecuteNonQueryAsync(cancellationToken);

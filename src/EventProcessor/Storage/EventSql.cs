@@ -32,8 +32,10 @@ internal static class EventSql
     /// runs.
     /// </summary>
     /// <remarks>
-    /// The held aggregates are read once per claim through the partial index <c>events_held_by</c>, which holds only
-    /// what is leased right now, so the check costs the same however deep an aggregate's backlog is.
+    /// The held aggregates are read once per claim from <c>event_aggregate_leases</c>, which holds only what is
+    /// claimed right now, so the check costs the same however deep an aggregate's backlog is; the claim writes a row
+    /// there for each aggregate it takes. Its write to <c>events</c> touches no indexed column, so it is a heap-only
+    /// (HOT) update: no index entry is written (see migration 6).
     /// <para>
     /// A suspect is an event with more attempts counted than failures recorded: an attempt of it never finished, so
     /// it may be what killed that process (a handler calling FailFast, a native crash). A suspect is claimed in a
@@ -45,12 +47,7 @@ internal static class EventSql
     public const string ClaimBatch =
         $"""
         WITH held AS MATERIALIZED (
-          SELECT DISTINCT h.aggregate_id
-          FROM events h
-          WHERE h.locked_by IS NOT NULL
-            AND h.locked_until >= now()
-            AND h.processed = false
-            AND h.aggregate_id IS NOT NULL
+          SELECT l.aggregate_id FROM event_aggregate_leases l WHERE l.locked_until >= now()
         ), candidates AS (
           SELECT e.id, e.created_at,
                  e.attempts > CASE WHEN jsonb_typeof(e.metadata->'retry_count') = 'number'
@@ -83,8 +80,19 @@ internal static class EventSql
           FROM due
           WHERE e.id = due.id
           RETURNING {ClaimedColumns}
-        )
+        ), {LeaseAggregates}
         SELECT * FROM claimed ORDER BY created_at, id
+        """;
+
+    // Takes the aggregates of what was claimed. A row already there holds nothing (a live one kept them out of the
+    // claim, and claims are serialised): a lease that ran out is taken over.
+    private const string LeaseAggregates =
+        """
+        leased AS (
+          INSERT INTO event_aggregate_leases (aggregate_id, locked_by, locked_until)
+          SELECT DISTINCT c.aggregate_id, @owner, now() + @lease FROM claimed c WHERE c.aggregate_id IS NOT NULL
+          ON CONFLICT (aggregate_id) DO UPDATE SET locked_by = EXCLUDED.locked_by, locked_until = EXCLUDED.locked_until
+        )
         """;
 
     /// <summary>
@@ -94,6 +102,7 @@ internal static class EventSql
     /// </summary>
     public const string ClaimById =
         $"""
+        WITH claimed AS (
         UPDATE events e
         SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease
         WHERE e.id = (
@@ -107,13 +116,12 @@ internal static class EventSql
                 AND p.processed = false
                 AND (p.created_at, p.id) < (c.created_at, c.id))
             AND NOT EXISTS (
-              SELECT 1 FROM events h
-              WHERE h.aggregate_id = c.aggregate_id
-                AND h.locked_by IS NOT NULL
-                AND h.locked_until >= now()
-                AND h.processed = false)
+              SELECT 1 FROM event_aggregate_leases l
+              WHERE l.aggregate_id = c.aggregate_id AND l.locked_until >= now())
           FOR UPDATE SKIP LOCKED)
         RETURNING {ClaimedColumns}
+        ), {LeaseAggregates}
+        SELECT * FROM claimed
         """;
 
     /// <summary>
@@ -140,7 +148,8 @@ internal static class EventSql
     /// Writes the fate of a whole batch in one statement: completed, retry later, dead-lettered (and copied to
     /// <c>event_dead_letters</c>), skipped, or released untouched (the attempt is given back). Each row is fenced on
     /// owner and attempt, so a holder that lost its lease changes nothing. Follow-up events are inserted only for
-    /// events whose completion was applied. Outcome codes are <see cref="Processing.OutcomeKind"/>.
+    /// events whose completion was applied. The aggregates of the applied rows are given back (their lease rows
+    /// deleted). Outcome codes are <see cref="Processing.OutcomeKind"/>.
     /// </summary>
     public const string CompleteBatch =
         """
@@ -164,11 +173,15 @@ internal static class EventSql
                 ELSE e.metadata END
           FROM outcome o
           WHERE e.id = o.id AND e.locked_by = @owner AND e.attempts = o.attempts AND e.processed = false
-          RETURNING e.id, o.kind, e.event_type, e.payload, o.error, o.attempts, e.created_at
+          RETURNING e.id, o.kind, e.event_type, e.aggregate_id, o.error, o.attempts, e.created_at
+        ), unleased AS (
+          DELETE FROM event_aggregate_leases l
+          WHERE l.aggregate_id IN (SELECT f.aggregate_id FROM fated f WHERE f.aggregate_id IS NOT NULL)
+            AND l.locked_by = @owner
         ), dead AS (
           INSERT INTO event_dead_letters (id, event_id, event_type, payload, error_message, retry_count, original_created_at)
-          SELECT gen_random_uuid(), f.id, f.event_type, f.payload, f.error, f.attempts, f.created_at
-          FROM fated f WHERE f.kind = 2
+          SELECT gen_random_uuid(), f.id, f.event_type, d.payload, f.error, f.attempts, f.created_at
+          FROM fated f JOIN events d ON d.id = f.id WHERE f.kind = 2
         ), followed AS (
           INSERT INTO events (id, event_type, aggregate_id, aggregate_type, payload, metadata, tenant_id, created_by)
           SELECT n.id, n.event_type, n.aggregate_id, n.aggregate_type, n.payload::jsonb, n.metadata::jsonb, n.tenant_id,
@@ -181,11 +194,19 @@ internal static class EventSql
         SELECT id FROM fated
         """;
 
-    /// <summary>Renews the lease on everything this instance holds. Rows being completed right now are skipped, not waited for.</summary>
+    /// <summary>
+    /// Renews the lease on the events this instance holds (@ids: it keeps the list) and on their aggregates. Rows
+    /// being completed right now are skipped, not waited for.
+    /// </summary>
     public const string RenewLeases =
         """
-        UPDATE events SET locked_until = now() + @lease
-        WHERE id IN (SELECT id FROM events WHERE locked_by = @owner AND processed = false FOR UPDATE SKIP LOCKED)
+        WITH renewed AS (
+          UPDATE events SET locked_until = now() + @lease
+          WHERE id IN (SELECT id FROM events WHERE id = ANY(@ids) AND locked_by = @owner AND processed = false
+                       FOR UPDATE SKIP LOCKED)
+        )
+        UPDATE event_aggregate_leases SET locked_until = now() + @lease
+        WHERE aggregate_id IN (SELECT aggregate_id FROM event_aggregate_leases WHERE locked_by = @owner FOR UPDATE SKIP LOCKED)
         """;
 
     /// <summary>The backlog: how many events are pending and how old the oldest is.</summary>
