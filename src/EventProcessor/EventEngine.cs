@@ -15,6 +15,7 @@ public sealed class EventEngine : IDisposable
 {
     private readonly EventClaimer _claimer;
     private readonly BatchRunner _runner;
+    private readonly SuspectGate _gate;
     private readonly EventDatabase _database;
     private readonly ResiliencePipeline _waitForDatabase;
     private readonly SemaphoreSlim _wake;
@@ -35,6 +36,7 @@ public sealed class EventEngine : IDisposable
         Stats = stats;
         Registry = registry;
         Options = options;
+        _gate = new SuspectGate(options);
         _wake = new SemaphoreSlim(0, options.Workers);
         _waitForDatabase = DatabaseResilience.Create(logger, timeProvider);
     }
@@ -62,6 +64,7 @@ public sealed class EventEngine : IDisposable
     /// <param name="stopping">Fires on shutdown; the event is then released rather than failed.</param>
     public async Task<ProcessEventResult> ProcessEventAsync(Guid eventId, CancellationToken stopping)
     {
+        using var pass = await _gate.EnterAsync(stopping);
         var claim = await _claimer.ClaimByIdAsync(eventId, stopping);
         if (claim.Event is null)
         {
@@ -71,7 +74,7 @@ public sealed class EventEngine : IDisposable
         Stats.Claimed(1);
         try
         {
-            var results = await _runner.RunAsync([claim.Event], stopping);
+            var results = await RunAsync(pass, [claim.Event], stopping);
             return new ProcessEventResult(ProcessEventStatus.Processed, results[0].Kind, results[0].Error, null);
         }
         finally
@@ -108,6 +111,7 @@ public sealed class EventEngine : IDisposable
 
     private async Task<IReadOnlyList<EventRunResult>> ClaimAndRunAsync(bool waitOutOutage, CancellationToken stopping)
     {
+        using var pass = await _gate.EnterAsync(stopping);
         var claimed = waitOutOutage
             ? await _waitForDatabase.ExecuteAsync(
                 static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, onDemand: false, token),
@@ -122,7 +126,7 @@ public sealed class EventEngine : IDisposable
         Stats.Claimed(claimed.Count);
         try
         {
-            var results = await _runner.RunAsync(claimed, stopping);
+            var results = await RunAsync(pass, claimed, stopping);
             return [.. claimed.Select((storedEvent, i) => new EventRunResult(storedEvent.Id, results[i].Kind))];
         }
         finally
@@ -131,8 +135,30 @@ public sealed class EventEngine : IDisposable
         }
     }
 
+    /// <summary>Runs a claimed batch; a suspect (see <see cref="SuspectGate"/>) first waits to have the process to itself.</summary>
+    private async Task<ExecutionResult[]> RunAsync(SuspectGate.Pass pass, IReadOnlyList<Events.StoredEvent> claimed, CancellationToken stopping)
+    {
+        if (SuspectGate.IsSuspect(claimed))
+        {
+            try
+            {
+                await pass.RunAloneAsync(stopping);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                // Shutting down: the runner releases it unrun, with its attempt given back.
+            }
+        }
+
+        return await _runner.RunAsync(claimed, stopping);
+    }
+
     /// <inheritdoc />
-    public void Dispose() => _wake.Dispose();
+    public void Dispose()
+    {
+        _wake.Dispose();
+        _gate.Dispose();
+    }
 
     internal Task WaitForWorkAsync(TimeSpan timeout, CancellationToken stopping) => _wake.WaitAsync(timeout, stopping);
 }

@@ -172,7 +172,11 @@ internal static class EventSql
                   'skipped', true, 'skip_reason', o.error)
                 ELSE e.metadata END
           FROM outcome o
-          WHERE e.id = o.id AND e.locked_by = @owner AND e.attempts = o.attempts AND e.processed = false
+          -- The fence is wrapped in a CASE so that the planner cannot estimate it: it would take "locked_by = @owner"
+          -- for one row in the whole table (most rows hold NULL) and scan the pending set for it, once per outcome.
+          -- As written, each outcome finds its row by primary key and the fence is checked there.
+          WHERE e.id = o.id
+            AND CASE WHEN e.locked_by = @owner AND e.attempts = o.attempts AND e.processed = false THEN true ELSE false END
           RETURNING e.id, o.kind, e.event_type, e.aggregate_id, o.error, o.attempts, e.created_at
         ), unleased AS (
           DELETE FROM event_aggregate_leases l

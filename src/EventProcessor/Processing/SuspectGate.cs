@@ -1,0 +1,94 @@
+using System.Text.Json;
+using EventProcessor.Events;
+
+namespace EventProcessor.Processing;
+
+/// <summary>
+/// Lets a suspect run alone in this process. A suspect is an event whose last attempt never finished: it may be what
+/// killed the process last time (a handler calling FailFast, a native crash). The claim already gives it a batch of
+/// its own; this gate keeps the other workers' batches out of the process while it runs, so that if it kills the
+/// process again it takes no other event's attempt with it.
+/// </summary>
+/// <remarks>
+/// Every claim passes the gate shared (<see cref="EnterAsync"/>), before it claims. A claim that comes back with a
+/// suspect asks for the whole process (<see cref="Pass.RunAloneAsync"/>): new claims wait at the gate (no attempt is
+/// counted for them), the batches already running finish, then the suspect runs.
+/// </remarks>
+internal sealed class SuspectGate(EventProcessorOptions options) : IDisposable
+{
+    // One token per worker, plus room for on-demand runs (which the HTTP layer caps well below this); a suspect takes
+    // them all.
+    private const int OnDemandRoom = 64;
+    private readonly int _tokens = options.Workers + OnDemandRoom;
+    private readonly SemaphoreSlim _running = new(options.Workers + OnDemandRoom, options.Workers + OnDemandRoom);
+    private readonly SemaphoreSlim _turnstile = new(1, 1);
+
+    public async Task<Pass> EnterAsync(CancellationToken cancellationToken)
+    {
+        // Through the turnstile first: closed while a suspect waits for the others to finish or runs.
+        await _turnstile.WaitAsync(cancellationToken);
+        _turnstile.Release();
+        await _running.WaitAsync(cancellationToken);
+        return new Pass(this);
+    }
+
+    public void Dispose()
+    {
+        _running.Dispose();
+        _turnstile.Dispose();
+    }
+
+    /// <summary>True when <paramref name="claimed"/> is a suspect: one event with more attempts counted than failures recorded before this one.</summary>
+    public static bool IsSuspect(IReadOnlyList<StoredEvent> claimed)
+    {
+        if (claimed.Count != 1)
+        {
+            return false;
+        }
+
+        using var metadata = JsonDocument.Parse(claimed[0].Metadata);
+        var failures = metadata.RootElement.ValueKind == JsonValueKind.Object
+            && metadata.RootElement.TryGetProperty("retry_count", out var retryCount)
+            && retryCount.ValueKind == JsonValueKind.Number
+            && retryCount.TryGetDouble(out var count)
+                ? count
+                : 0;
+        return claimed[0].Attempt - 1 > failures;
+    }
+
+    /// <summary>A place in the gate: one running batch, or, after <see cref="RunAloneAsync"/>, the whole process.</summary>
+    public sealed class Pass(SuspectGate gate) : IDisposable
+    {
+        private int _held = 1;
+        private bool _turnstileHeld;
+
+        /// <summary>Waits until every other batch of this process has finished, keeping new ones out meanwhile.</summary>
+        public async Task RunAloneAsync(CancellationToken cancellationToken)
+        {
+            gate._running.Release();
+            _held = 0;
+            await gate._turnstile.WaitAsync(cancellationToken);
+            _turnstileHeld = true;
+            for (var i = 0; i < gate._tokens; i++)
+            {
+                await gate._running.WaitAsync(cancellationToken);
+                _held++;
+            }
+        }
+
+        public void Dispose()
+        {
+            if (_held > 0)
+            {
+                gate._running.Release(_held);
+                _held = 0;
+            }
+
+            if (_turnstileHeld)
+            {
+                gate._turnstile.Release();
+                _turnstileHeld = false;
+            }
+        }
+    }
+}
