@@ -11,7 +11,10 @@ public sealed class EventProcessorOptions
     /// <summary>Whether the background poll loop runs. Default true; when false, only the HTTP triggers process events.</summary>
     public bool EnablePolling { get; set; } = true;
 
-    /// <summary>How long the poll loop sleeps after a batch that was not full. Default 10 s.</summary>
+    /// <summary>
+    /// How long a poll loop sleeps after a batch that was not full, unless a notification of a new or replayed event
+    /// wakes it first: the fallback for an event whose notification was lost. Default 10 s.
+    /// </summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The most events claimed in one batch. Default 20.</summary>

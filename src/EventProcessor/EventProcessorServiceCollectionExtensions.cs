@@ -12,8 +12,9 @@ namespace EventProcessor;
 public static class EventProcessorServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the engine: the poll loop and lease keeper as hosted services, and <see cref="EventEngine"/> for on-demand
-    /// runs. Register handlers on the returned builder. The schema must exist (see <c>SchemaMigrator</c>).
+    /// Adds the engine: the poll loops, the listener that wakes them when an event arrives, and the lease keeper as
+    /// hosted services, and <see cref="EventEngine"/> for on-demand runs. Register handlers on the returned builder.
+    /// The schema must exist (see <c>SchemaMigrator</c>).
     /// </summary>
     public static EventProcessorBuilder AddEventProcessor(this IServiceCollection services, Action<EventProcessorOptions> configure)
     {
@@ -47,6 +48,7 @@ public static class EventProcessorServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<EventEngine>>()));
         services.AddHostedService<EventPoller>();
+        services.AddHostedService<PendingEventListener>();
         services.AddHostedService<LeaseKeeper>();
         return new EventProcessorBuilder(services);
     }

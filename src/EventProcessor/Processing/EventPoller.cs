@@ -7,8 +7,9 @@ namespace EventProcessor.Processing;
 /// Runs <see cref="EventProcessorOptions.Workers"/> poll loops. Each claims a batch, runs it and completes it; a
 /// loop whose batch came back full claims again at once and wakes a sleeping one, so the loops fan out while there
 /// is a backlog and fall back to one claim per wake-up when there is not. A loop otherwise sleeps until a wake-up
-/// (a new event, see <see cref="EventEngine.Wake"/>) or the poll interval. Database outages are waited out inside
-/// the engine; anything else is logged and the loop goes on.
+/// (<see cref="EventEngine.Wake"/>: a new or replayed event, through <see cref="PendingEventListener"/>, or an
+/// on-demand request) or the poll interval, the fallback for a wake-up that never came. Database outages are waited
+/// out inside the engine; anything else is logged and the loop goes on.
 /// </summary>
 internal sealed class EventPoller(EventEngine engine, EventProcessorOptions options, ILogger<EventPoller> logger)
     : BackgroundService

@@ -49,4 +49,19 @@ internal static partial class Log
 
     [LoggerMessage(15, LogLevel.Warning, "Renewing leases failed")]
     public static partial void LeaseRenewalFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(16, LogLevel.Debug, "Listening on {Channel}: a new or replayed event wakes a poll loop at once")]
+    public static partial void Listening(ILogger logger, string channel);
+
+    [LoggerMessage(17, LogLevel.Warning, "Lost the connection that listens for new events; reconnecting, and new events wait for the next poll (every {PollInterval}) until it is back")]
+    public static partial void ListenerLost(ILogger logger, TimeSpan pollInterval, Exception exception);
+
+    [LoggerMessage(18, LogLevel.Warning, "Cannot listen for new events (try {Try}); retrying in {RetryDelay}, and new events wait for the next poll (every {PollInterval}) until then")]
+    public static partial void ListenerUnavailable(ILogger logger, int @try, TimeSpan retryDelay, TimeSpan pollInterval, Exception? exception);
+
+    [LoggerMessage(19, LogLevel.Debug, "Still cannot listen for new events (try {Try}); retrying in {RetryDelay}")]
+    public static partial void ListenerStillUnavailable(ILogger logger, int @try, TimeSpan retryDelay, Exception? exception);
+
+    [LoggerMessage(20, LogLevel.Information, "Listening for new events again after {Downtime}")]
+    public static partial void ListenerReconnected(ILogger logger, TimeSpan downtime);
 }

@@ -21,10 +21,24 @@ internal static class DatabaseResilience
     };
 
     public static ResiliencePipeline Create(ILogger logger, TimeProvider timeProvider) =>
+        Create(
+            timeProvider,
+            IsTransient,
+            (attempt, delay, exception) => Processing.Log.DatabaseUnavailable(logger, attempt, delay, exception));
+
+    /// <summary>
+    /// The same backoff (200 ms doubling to 15 s, with jitter, until it works or shutdown) for what
+    /// <paramref name="shouldRetry"/> accepts; <paramref name="onRetry"/> gets the number of the try that failed, the
+    /// delay before the next one, and why.
+    /// </summary>
+    public static ResiliencePipeline Create(
+        TimeProvider timeProvider,
+        Func<Exception, bool> shouldRetry,
+        Action<int, TimeSpan, Exception?> onRetry) =>
         new ResiliencePipelineBuilder { TimeProvider = timeProvider }
             .AddRetry(new RetryStrategyOptions
             {
-                ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(shouldRetry),
                 MaxRetryAttempts = int.MaxValue,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
@@ -32,7 +46,7 @@ internal static class DatabaseResilience
                 MaxDelay = TimeSpan.FromSeconds(15),
                 OnRetry = args =>
                 {
-                    Processing.Log.DatabaseUnavailable(logger, args.AttemptNumber + 1, args.RetryDelay, args.Outcome.Exception);
+                    onRetry(args.AttemptNumber + 1, args.RetryDelay, args.Outcome.Exception);
                     return ValueTask.CompletedTask;
                 },
             })

@@ -219,4 +219,13 @@ internal static class EventSql
         SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest_age_seconds
         FROM events WHERE processed = false
         """;
+
+    /// <summary>
+    /// The channel the schema's triggers notify when an event becomes pending, inserted or replayed (migration
+    /// M0005). The payload is empty: a notification means "claim now", nothing more.
+    /// </summary>
+    public const string PendingEventsChannel = "events_pending";
+
+    /// <summary>Subscribes the listener's session to <see cref="PendingEventsChannel"/>.</summary>
+    public const string ListenForPendingEvents = $"LISTEN {PendingEventsChannel}";
 }
