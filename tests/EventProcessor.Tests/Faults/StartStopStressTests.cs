@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Dapper;
 using EventProcessor.Handling;
+using EventProcessor.Storage;
 using EventProcessor.Tests.Processing;
 using EventProcessor.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -14,7 +15,8 @@ namespace EventProcessor.Tests.Faults;
 [Category("Faults")]
 public sealed class StartStopStressTests
 {
-    private const string ApplicationName = "event-processor";
+    // The engine's pool, and its listener's own connection.
+    private static readonly string[] ApplicationNames = ["event-processor", "event-processor" + EventDatabase.ListenerApplicationNameSuffix];
 
     private TestDatabase _db = null!;
 
@@ -207,8 +209,8 @@ public sealed class StartStopStressTests
     {
         await using var connection = await _db.DataSource.OpenConnectionAsync();
         return (await connection.QueryAsync<(string State, string Query)>(
-            "SELECT coalesce(state, ''), coalesce(query, '') FROM pg_stat_activity WHERE datname = @name AND application_name = @app",
-            new { name = _db.Name, app = ApplicationName })).ToList();
+            "SELECT coalesce(state, ''), coalesce(query, '') FROM pg_stat_activity WHERE datname = @name AND application_name = ANY(@apps)",
+            new { name = _db.Name, apps = ApplicationNames })).ToList();
     }
 }
 
