@@ -25,8 +25,10 @@ public sealed class M0005_NotifyPendingEvents : ForwardOnlyMigration
         -- into one: a 1,000-row insert, or 1,000 single-row inserts in one transaction, send one notification.
         -- What it costs: a transaction that notifies holds a cluster-wide lock from its pre-commit to the end of its
         -- commit (WAL flush included), so transactions that insert events commit one after another instead of
-        -- sharing a flush. At thousands of single-row insert transactions a second, insert in batches. An INSERT that writes no row (ON CONFLICT DO NOTHING on a redelivery) still notifies; that costs
-        -- one empty claim, which is cheaper than copying every inserted row into a transition table to check.
+        -- sharing a flush. With many producers committing single rows at once, insert in batches, or trade latency
+        -- for throughput: ALTER TABLE events DISABLE TRIGGER events_notify_on_insert goes back to polling alone.
+        -- An INSERT that writes no row (ON CONFLICT DO NOTHING on a redelivery) still notifies; that costs one empty
+        -- claim, less than copying every inserted row into a transition table to check.
         CREATE TRIGGER events_notify_on_insert
           AFTER INSERT ON events
           FOR EACH STATEMENT
