@@ -25,9 +25,19 @@ internal sealed class PendingEventListener(
     TimeProvider timeProvider,
     ILogger<PendingEventListener> logger) : BackgroundService
 {
-    // When the listener stopped listening (connection lost, or never made), for the log line of its return; null while
-    // it listens. Touched by the one ExecuteAsync flow only.
+    // A connection lost sooner than this after its LISTEN counts as a quick loss (see _quickLosses).
+    private static readonly TimeSpan QuickLoss = TimeSpan.FromMinutes(1);
+
+    // The fields below are touched by the one ExecuteAsync flow only.
+
+    // When the listener stopped listening (connection lost, or never made), for the log line of its return; null
+    // while it listens.
     private DateTimeOffset? _deafSince;
+
+    // Quick losses in a row. A connection that keeps breaking right after it is made (a proxy dropping sessions)
+    // would otherwise reconnect without pause: the backoff covers failed connects only, and starts over after each one
+    // that works. So each quick loss in a row doubles a pause before the next connect.
+    private int _quickLosses;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -40,6 +50,16 @@ internal sealed class PendingEventListener(
         var listen = DatabaseResilience.Create(timeProvider, static _ => true, OnListenFailed);
         while (!stoppingToken.IsCancellationRequested)
         {
+            if (_quickLosses > 0)
+            {
+                await Task.Delay(PauseAfterQuickLosses(_quickLosses), timeProvider, stoppingToken)
+                    .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (stoppingToken.IsCancellationRequested)
+                {
+                    break;
+                }
+            }
+
             NpgsqlConnection connection;
             try
             {
@@ -64,6 +84,7 @@ internal sealed class PendingEventListener(
                 }
 
                 _deafSince = null;
+                var listeningSince = timeProvider.GetUtcNow();
                 try
                 {
                     while (true)
@@ -79,6 +100,7 @@ internal sealed class PendingEventListener(
                 catch (Exception exception)
                 {
                     _deafSince = timeProvider.GetUtcNow();
+                    _quickLosses = _deafSince - listeningSince < QuickLoss ? _quickLosses + 1 : 0;
                     Log.ListenerLost(logger, options.PollInterval, exception);
                 }
             }
@@ -104,6 +126,10 @@ internal sealed class PendingEventListener(
             throw;
         }
     }
+
+    /// <summary>200 ms after one quick loss, doubling with each one in a row, 15 s at most.</summary>
+    private static TimeSpan PauseAfterQuickLosses(int losses) =>
+        TimeSpan.FromMilliseconds(Math.Min(15_000, 200 * Math.Pow(2, Math.Min(losses - 1, 10))));
 
     private void OnListenFailed(int attempt, TimeSpan retryDelay, Exception? exception)
     {
