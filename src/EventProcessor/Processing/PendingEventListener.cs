@@ -47,7 +47,8 @@ internal sealed class PendingEventListener(
         }
 
         await Task.Yield();
-        var listen = DatabaseResilience.Create(timeProvider, static _ => true, OnListenFailed);
+        // Whatever the error (a timeout is an NpgsqlException), except the cancellation that means shutdown.
+        var listen = DatabaseResilience.Create(timeProvider, static e => e is not OperationCanceledException, OnListenFailed);
         while (!stoppingToken.IsCancellationRequested)
         {
             if (_quickLosses > 0)
