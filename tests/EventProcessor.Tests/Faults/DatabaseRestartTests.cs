@@ -42,6 +42,8 @@ public sealed class DatabaseRestartTests
         await run.InsertAsync(Events - 601, aggregates: 100, first: 602);
         var settings = run.Settings();
         settings["FAULT_HANDLER_DELAY_MS"] = "5";
+        // One poll loop: the batches above are counted for one, and no other batch may hold a transaction open.
+        settings["WORKERS"] = "1";
 
         var service = await run.StartAsync(settings);
         var pid = service.ProcessId;
