@@ -10,7 +10,7 @@ var events = Option("--events", 100_000);
 var quick = args.Contains("--quick");
 var bigTable = args.Contains("--big-table");
 var latencySeconds = quick ? 5 : 20;
-var only = Option("--batch", 0); // one batch size only, and no latency: for trying a change quickly
+var only = Option("--batch", 0); // one batch size only (product drains over --aggregates N), no latency: for trying a change quickly
 
 await using var server = await BenchServer.StartAsync();
 await using var database = await BenchDatabase.CreateAsync(server.AdminConnectionString, "eventproc_bench");
@@ -18,6 +18,17 @@ Console.WriteLine($"# Event processor benchmark — {DateTime.UtcNow:yyyy-MM-dd 
 Console.WriteLine($"machine: {Environment.ProcessorCount} cores, {Environment.OSVersion}, .NET {Environment.Version}; PostgreSQL: {server.Description}");
 Console.WriteLine($"events per drain: {events:N0} (~300-byte JSON payload), no-op handler unless stated");
 Console.WriteLine();
+
+if (args.Contains("--latency-only"))
+{
+    foreach (var rate in new[] { 500, 2000 })
+    {
+        var (p50, p95, p99, handled) = await ProductRuns.LatencyAsync(database, rate, TimeSpan.FromSeconds(latencySeconds), TimeSpan.FromSeconds(10));
+        Console.WriteLine($"{rate}/s: handled {handled}, p50 {Ms(p50)}, p95 {Ms(p95)}, p99 {Ms(p99)}");
+    }
+
+    return 0;
+}
 
 var ceilings = new Dictionary<int, double>();
 var designs = new Dictionary<int, double>();
@@ -39,7 +50,7 @@ foreach (var batch in new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only)
 var drains = new Dictionary<int, ProductRuns.DrainResult>();
 foreach (var batch in new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only))
 {
-    drains[batch] = await ProductRuns.DrainAsync(database, events, batch, "bench.noop");
+    drains[batch] = await ProductRuns.DrainAsync(database, events, batch, "bench.noop", aggregates: Option("--aggregates", 0));
     var label = batch == 20 ? " (the defaults: BATCH_SIZE=20, WORKERS=4)" : batch == 1000 ? " (best configuration)" : "";
     rows.Add(ProductRow($"product: drain, no-op handler, batch {batch}{label}", drains[batch], batch));
 }

@@ -46,9 +46,11 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
                 Log.PollFailed(logger, options.PollInterval, exception);
             }
 
-            if (claimed == options.BatchSize)
+            if (claimed > 0)
             {
-                // More is waiting: another loop can claim beside this one while it goes round again.
+                // Go round again at once, and wake a sleeping loop to claim beside this one: a full batch means more
+                // is waiting, and a batch that was not full may have been cut short by aggregates held by the batch
+                // that just completed. Only a claim that finds nothing due sends a loop to sleep.
                 engine.Wake();
                 continue;
             }

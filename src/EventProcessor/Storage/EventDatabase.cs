@@ -17,7 +17,9 @@ internal sealed class EventDatabase : IAsyncDisposable
         // Server-side guard for a process that freezes inside a batch transaction (SIGSTOP, a stuck VM): the server
         // ends the transaction, and the locks it holds, once it has sat idle longer than any handler may run.
         var idleLimit = (long)(options.HandlerTimeout + options.LeaseDuration).TotalMilliseconds;
-        settings.Options = $"{settings.Options} -c idle_in_transaction_session_timeout={idleLimit}".Trim();
+        // No JIT: the claim's estimated cost crosses jit_above_cost once the backlog is large, and compiling it takes
+        // hundreds of milliseconds for a statement that runs in one.
+        settings.Options = $"{settings.Options} -c idle_in_transaction_session_timeout={idleLimit} -c jit=off".Trim();
 
         // The listener's one connection is not pooled: closing it must end its session, for a pooled session would
         // stay subscribed, and the server would keep notifications for it that no one reads. Keepalive makes a wait

@@ -56,12 +56,15 @@ internal static class EventSql
           WHERE e.processed = false
             AND e.next_attempt_at <= now()
             AND (e.locked_until IS NULL OR e.locked_until < now())
-            AND NOT EXISTS (
-              SELECT 1 FROM events p
-              WHERE p.aggregate_id = e.aggregate_id
-                AND p.processed = false
-                AND (p.created_at, p.id) < (e.created_at, e.id)
-                AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL))
+            -- A scalar subquery with LIMIT 1, not NOT EXISTS: the planner cannot turn it into a join, so it stays one
+            -- probe of events_pending_by_aggregate per candidate. As an anti-join, the planner (which expects almost
+            -- no row to have locked_by set) read every pending row of every aggregate on each claim instead.
+            AND (SELECT 1 FROM events p
+                 WHERE p.aggregate_id = e.aggregate_id
+                   AND p.processed = false
+                   AND (p.created_at, p.id) < (e.created_at, e.id)
+                   AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL)
+                 LIMIT 1) IS NULL
             AND NOT EXISTS (SELECT 1 FROM held WHERE held.aggregate_id = e.aggregate_id)
           ORDER BY e.created_at, e.id
           LIMIT @limit
