@@ -24,6 +24,7 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.Port, Is.EqualTo(8080), "PORT");
             Assert.That(settings.PollIntervalMs, Is.EqualTo(10_000), "POLL_INTERVAL_MS");
             Assert.That(settings.BatchSize, Is.EqualTo(20), "BATCH_SIZE");
+            Assert.That(settings.Workers, Is.EqualTo(4), "WORKERS");
             Assert.That(settings.MaxRetries, Is.EqualTo(5), "MAX_RETRIES");
             Assert.That(settings.EnablePolling, Is.True, "ENABLE_POLLING");
             Assert.That(settings.LogLevel, Is.EqualTo(LogEventLevel.Information), "LOG_LEVEL");
@@ -62,6 +63,7 @@ public sealed class ServiceSettingsTests
             ("BIND_ADDRESS", "127.0.0.1"),
             ("POLL_INTERVAL_MS", " 250 "),
             ("BATCH_SIZE", "50"),
+            ("WORKERS", "3"),
             ("MAX_RETRIES", "2"),
             ("ENABLE_POLLING", "FALSE"),
             ("LOG_LEVEL", "Debug"),
@@ -81,13 +83,15 @@ public sealed class ServiceSettingsTests
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30)));
+                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
     [TestCase("BATCH_SIZE", "abc")]
     [TestCase("BATCH_SIZE", "10001")]
     [TestCase("BATCH_SIZE", "2.5")]
+    [TestCase("WORKERS", "0")]
+    [TestCase("WORKERS", "65")]
     [TestCase("POLL_INTERVAL_MS", "-1")]
     [TestCase("POLL_INTERVAL_MS", "0")]
     [TestCase("MAX_RETRIES", "0")]
