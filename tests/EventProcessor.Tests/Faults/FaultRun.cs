@@ -91,13 +91,19 @@ public sealed class FaultRun : IAsyncDisposable
 
     /// <summary>
     /// Inserts <paramref name="count"/> events of <paramref name="eventType"/> in one statement, 1 ms apart in
-    /// <c>created_at</c> (an hour ago), round-robin over <paramref name="aggregates"/> aggregates (none when 0).
+    /// <c>created_at</c> (an hour ago), round-robin over <paramref name="aggregates"/> new aggregates (none when 0).
     /// The payload is <paramref name="payload"/> plus <c>n</c>, the event's position: <paramref name="first"/>,
     /// then on (a later call continues the FIFO order where an earlier one stopped).
     /// </summary>
-    public async Task InsertAsync(int count, int aggregates = 0, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
+    public Task InsertAsync(int count, int aggregates = 0, string eventType = FaultTypes.Record, string payload = "{}", int first = 1) =>
+        InsertAsync(count, [.. Enumerable.Range(0, aggregates).Select(_ => Guid.NewGuid())], eventType, payload, first);
+
+    /// <summary>
+    /// As above, round-robin over the given aggregates, so that several calls can add to the same ones: event
+    /// <c>n</c> goes to <c>aggregateIds[n % length]</c>.
+    /// </summary>
+    public async Task InsertAsync(int count, Guid[] aggregateIds, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
     {
-        var aggregateIds = Enumerable.Range(0, aggregates).Select(_ => Guid.NewGuid()).ToArray();
         await using var connection = await DataSource.OpenConnectionAsync();
         await connection.ExecuteAsync(
             """
