@@ -95,26 +95,36 @@ public sealed class FaultRun : IAsyncDisposable
     /// The payload is <paramref name="payload"/> plus <c>n</c>, the event's position: <paramref name="first"/>,
     /// then on (a later call continues the FIFO order where an earlier one stopped).
     /// </summary>
-    public Task InsertAsync(int count, int aggregates = 0, string eventType = FaultTypes.Record, string payload = "{}", int first = 1) =>
-        InsertAsync(count, [.. Enumerable.Range(0, aggregates).Select(_ => Guid.NewGuid())], eventType, payload, first);
+    public Task InsertAsync(int count, int aggregates = 0, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
+    {
+        var aggregateIds = Enumerable.Range(0, aggregates).Select(_ => Guid.NewGuid()).ToArray();
+        var aggregateOfEach = aggregates == 0 ? [] : Enumerable.Range(first, count).Select(n => aggregateIds[n % aggregates]).ToArray();
+        return InsertAsync(count, aggregateOfEach, eventType, payload, first);
+    }
 
     /// <summary>
-    /// As above, round-robin over the given aggregates, so that several calls can add to the same ones: event
-    /// <c>n</c> goes to <c>aggregateIds[n % length]</c>.
+    /// As above, with the aggregate of each event given: event <c>n</c> goes to
+    /// <c>aggregateOfEach[n - first]</c> (none when the array is empty).
     /// </summary>
-    public async Task InsertAsync(int count, Guid[] aggregateIds, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
+    public async Task InsertAsync(int count, Guid[] aggregateOfEach, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
     {
+        ArgumentNullException.ThrowIfNull(aggregateOfEach);
+        if (aggregateOfEach.Length != 0 && aggregateOfEach.Length != count)
+        {
+            throw new ArgumentException($"{aggregateOfEach.Length} aggregates for {count} events.", nameof(aggregateOfEach));
+        }
+
         await using var connection = await DataSource.OpenConnectionAsync();
         await connection.ExecuteAsync(
             """
             INSERT INTO events (id, event_type, aggregate_id, payload, created_at)
             SELECT gen_random_uuid(), @eventType,
-                   CASE WHEN cardinality(@aggregateIds) > 0 THEN (@aggregateIds)[1 + g % cardinality(@aggregateIds)] END,
+                   CASE WHEN cardinality(@aggregateOfEach) > 0 THEN (@aggregateOfEach)[1 + g - @first] END,
                    @payload::jsonb || jsonb_build_object('n', g),
                    now() - interval '1 hour' + g * interval '1 ms'
             FROM generate_series(@first, @first + @count - 1) AS g
             """,
-            new { eventType, aggregateIds, payload, count, first },
+            new { eventType, aggregateOfEach, payload, count, first },
             commandTimeout: 120);
     }
 

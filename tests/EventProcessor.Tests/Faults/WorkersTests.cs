@@ -33,13 +33,20 @@ public sealed class WorkersTests
         // be a lease running out, not a claim splitting an aggregate.
         settings["LEASE_MS"] = "10000";
 
-        // The aggregates get events in every wave, round-robin, so a wave adds to aggregates whose earlier events
-        // are being handled right then. The first wave is there before any instance starts; the others arrive while
-        // the instances come up one after another, so claims meet a growing backlog, then all twelve loops drain it.
+        // Each event goes to one of the aggregates at random, so that the head of the FIFO, where twelve loops claim
+        // side by side, keeps holding several events of one aggregate (round-robin would put each aggregate's next
+        // event 500 places later, out of reach of concurrent claims, and test nothing). The first wave is there before
+        // any instance starts; the others arrive while the instances come up, adding to aggregates whose earlier
+        // events are being handled right then; then all twelve loops drain what is left.
+        var seed = Environment.TickCount;
+        var random = new Random(seed);
         var aggregateIds = Enumerable.Range(0, Aggregates).Select(_ => Guid.NewGuid()).ToArray();
+        var aggregateOfEach = Enumerable.Range(0, Events).Select(_ => aggregateIds[random.Next(Aggregates)]).ToArray();
+        var nearOwnAggregate = Enumerable.Range(0, Events)
+            .Count(n => aggregateOfEach.AsSpan(Math.Max(0, n - BatchSize), Math.Min(n, BatchSize)).Contains(aggregateOfEach[n]));
         const int PerWave = Events / Waves;
         var clock = Stopwatch.StartNew();
-        await run.InsertAsync(PerWave, aggregateIds);
+        await run.InsertAsync(PerWave, aggregateOfEach[..PerWave]);
         var holding = new HeldSampler(run);
         var sampling = holding.RunAsync();
         var inserting = Task.Run(async () =>
@@ -47,7 +54,7 @@ public sealed class WorkersTests
             for (var wave = 1; wave < Waves; wave++)
             {
                 await Task.Delay(500);
-                await run.InsertAsync(PerWave, aggregateIds, first: (wave * PerWave) + 1);
+                await run.InsertAsync(PerWave, aggregateOfEach[(wave * PerWave)..((wave + 1) * PerWave)], first: (wave * PerWave) + 1);
             }
         });
         var services = await Task.WhenAll(Enumerable.Range(0, Instances).Select(_ => run.StartAsync(settings)));
@@ -64,13 +71,15 @@ public sealed class WorkersTests
         var handledTwice = calls.GroupBy(c => c.EventId).Count(g => g.Count() > 1);
         var outOfOrder = CrashTests.OutOfOrderAggregates(effects);
         var overlapping = InstancesTests.OverlappingAggregates(calls);
+        var (overlapsWithin, overlapsAcross) = OverlappingPairs(calls);
         var perInstance = services.Select(s => calls.Count(c => c.Pid == s.ProcessId)).ToList();
         var mostHeld = services.Select(s => heldAtOnce.GetValueOrDefault(s.ProcessId)).ToList();
         var handledBesideAnother = services.Select(s => HandledBesideAnother(calls.Where(c => c.Pid == s.ProcessId))).ToList();
         var allUpRate = (Events - processedAllUp) / (drainedAt - allUpAt).TotalSeconds;
         await FaultRun.WriteAsync(
-            $"{Instances} instances × WORKERS {Workers}, BATCH_SIZE {BatchSize}, handler without delay: {Events} events over {Aggregates} aggregates " +
-            $"in {Waves} waves, the first before the instances start, then one every 0.5 s while they come up");
+            $"seed {seed}: {Instances} instances × WORKERS {Workers}, BATCH_SIZE {BatchSize}, handler without delay: {Events} events over {Aggregates} aggregates " +
+            $"at random ({nearOwnAggregate} within {BatchSize} places of an earlier event of their aggregate), in {Waves} waves, the first before the " +
+            "instances start, then one every 0.5 s while they come up");
         await FaultRun.WriteAsync(
             $"wall time first insert → drained {drainedAt.TotalSeconds:0.0} s = {Events / drainedAt.TotalSeconds:0} events/s; all {Instances} up at " +
             $"{allUpAt.TotalSeconds:0.0} s ({processedAllUp} processed by then), then {allUpRate:0} events/s for {(drainedAt - allUpAt).TotalSeconds:0.0} s");
@@ -78,8 +87,8 @@ public sealed class WorkersTests
             $"handled per instance: {string.Join(", ", perInstance)}; most events held at once per instance: {string.Join(", ", mostHeld)} " +
             $"(a batch is {BatchSize}); handlings that overlapped another of the same instance: {string.Join(", ", handledBesideAnother)}");
         await FaultRun.WriteAsync(
-            $"handled twice {handledTwice}, aggregates out of order {outOfOrder.Count}, aggregates with overlapping handlings {overlapping.Count}, " +
-            $"max attempts {state.MaxAttempts}");
+            $"handled twice {handledTwice}, aggregates out of order {outOfOrder.Count}, aggregates with overlapping handlings {overlapping.Count} " +
+            $"({overlapsWithin} overlapping pairs within one instance, {overlapsAcross} across instances), max attempts {state.MaxAttempts}");
 
         Assert.Multiple(() =>
         {
@@ -98,6 +107,24 @@ public sealed class WorkersTests
             Assert.That(perInstance, Has.All.GreaterThan(0), "every instance took part");
             Assert.That(mostHeld, Has.Some.GreaterThan(BatchSize), "an instance held more than one batch at once: its loops ran side by side");
         });
+    }
+
+    /// <summary>
+    /// Consecutive handlings of one aggregate that overlap in time, split by whether one instance (two of its loops)
+    /// or two instances ran them.
+    /// </summary>
+    private static (int Within, int Across) OverlappingPairs(IEnumerable<FaultCall> calls)
+    {
+        var pairs = calls
+            .Where(c => c.AggregateId is not null)
+            .GroupBy(c => c.AggregateId!.Value)
+            .SelectMany(g =>
+            {
+                var ordered = g.OrderBy(c => c.StartedAt).ToList();
+                return ordered.Zip(ordered.Skip(1)).Where(pair => pair.Second.StartedAt < pair.First.FinishedAt);
+            })
+            .ToList();
+        return (pairs.Count(p => p.First.Pid == p.Second.Pid), pairs.Count(p => p.First.Pid != p.Second.Pid));
     }
 
     /// <summary>
