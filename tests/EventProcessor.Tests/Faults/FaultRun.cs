@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Dapper;
 using EventProcessor.FaultHost;
 using EventProcessor.Tests.Service;
@@ -136,13 +137,25 @@ public sealed class FaultRun : IAsyncDisposable
 
     public Task<long> PendingAsync() => CountAsync("SELECT count(*) FROM events WHERE processed = false");
 
-    /// <summary>The events someone holds right now, and the database's clock.</summary>
-    public async Task<(DateTime Now, Guid[] Held)> HeldAsync()
+    /// <summary>
+    /// The events the process <paramref name="pid"/> holds right now (a lease that may have run out, not yet taken
+    /// over), and the database's clock.
+    /// </summary>
+    public async Task<(DateTime Now, Guid[] Held)> HeldAsync(int pid)
     {
         await using var connection = await DataSource.OpenConnectionAsync();
         var now = await connection.ExecuteScalarAsync<DateTime>("SELECT clock_timestamp()");
-        var held = await connection.QueryAsync<Guid>("SELECT id FROM events WHERE locked_by IS NOT NULL");
+        // locked_by is "<host>:<pid>:<suffix>" (EventProcessorOptions.InstanceName).
+        var held = await connection.QueryAsync<Guid>(
+            "SELECT id FROM events WHERE split_part(locked_by, ':', 2) = @pid", new { pid = pid.ToString(CultureInfo.InvariantCulture) });
         return (now, [.. held]);
+    }
+
+    /// <summary>The events claimed more than once.</summary>
+    public async Task<Guid[]> ReattemptedAsync()
+    {
+        await using var connection = await DataSource.OpenConnectionAsync();
+        return [.. await connection.QueryAsync<Guid>("SELECT id FROM events WHERE attempts > 1")];
     }
 
     /// <summary>When the last of <paramref name="ids"/> was marked processed (the database's clock).</summary>
