@@ -35,6 +35,9 @@ start() {
     return 1
   fi
   rm -f "$dir/sqs.url"
+  # The log exists before the server starts: the background shell creates it only when it gets to run, and the wait
+  # below reads it at once.
+  : >"$dir/sqs.log"
   # Its own log, stdin closed: the server outlives this script and must hold none of its caller's pipes.
   node "$app/server.mjs" "$port" </dev/null >"$dir/sqs.log" 2>&1 &
   pid=$!

@@ -16,6 +16,7 @@ namespace EventProcessor.Tests.Faults;
 public sealed class DatabaseRestartTests
 {
     private const int Events = 3_000;
+    private const int Workers = 4;
     private static readonly TimeSpan Outage = TimeSpan.FromSeconds(20);
 
     [Test]
@@ -35,26 +36,35 @@ public sealed class DatabaseRestartTests
 
         await SchemaMigrator.MigrateAsync(server.ConnectionStringFor("eventproc"));
         await using var run = await FaultRun.CreateAsync(server.ConnectionStringFor("eventproc"), server.UrlFor("eventproc"));
-        // Event 601 is the first of the 31st batch, and calls a slow service for 3 s before it asks for the
-        // transaction: the database goes away in that gap, so the batch has no connection yet when it does.
-        await run.InsertAsync(600, aggregates: 100);
-        await run.InsertAsync(1, payload: """{"delay_before_ms": 3000}""", first: 601);
-        await run.InsertAsync(Events - 601, aggregates: 100, first: 602);
         var settings = run.Settings();
         settings["FAULT_HANDLER_DELAY_MS"] = "5";
-        // One poll loop: the batches above are counted for one, and no other batch may hold a transaction open.
-        settings["WORKERS"] = "1";
-
+        settings["WORKERS"] = Workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await run.InsertAsync(600, aggregates: 100);
         var service = await run.StartAsync(settings);
         var pid = service.ProcessId;
+        await run.WaitUntilAsync(async () => await run.PendingAsync() == 0, "the first 600 events are processed", TimeSpan.FromSeconds(60));
+
+        // Event 601, alone in the table, calls a slow service for 3 s before it asks for the transaction: the
+        // database goes away in that gap, so its batch has no connection yet when it does.
+        await run.InsertAsync(1, payload: """{"delay_before_ms": 3000}""", first: 601);
         await run.WaitUntilAsync(
             async () => await run.CountAsync("SELECT count(*) FROM events WHERE payload ? 'delay_before_ms' AND locked_by IS NOT NULL") == 1,
-            "600 events are processed and event 601 is claimed",
-            TimeSpan.FromSeconds(60));
+            "event 601 is claimed",
+            TimeSpan.FromSeconds(10));
+        var claimedAt = Stopwatch.StartNew();
         Assert.That(
             await run.CountAsync("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'"),
             Is.Zero,
             "precondition: event 601's batch has not opened its transaction yet");
+
+        // The rest arrive, and the other loops take them in batches whose transactions are open (each handler writes,
+        // then sleeps 5 ms) when the database goes away: their connections break under them.
+        await run.InsertAsync(Events - 601, aggregates: 100, first: 602);
+        const string OpenTransactions =
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+        await run.WaitUntilAsync(async () => await run.CountAsync(OpenTransactions) > 0, "another loop's batch has its transaction open", TimeSpan.FromSeconds(2));
+        var inTransactionAtStop = await run.CountAsync(OpenTransactions);
+        Assert.That(claimedAt.Elapsed, Is.LessThan(TimeSpan.FromSeconds(2.5)), "precondition: event 601's handler still waits for its slow call");
 
         var clock = Stopwatch.StartNew();
         await server.StopAsync();
@@ -88,7 +98,8 @@ public sealed class DatabaseRestartTests
         var state = await run.StateAsync();
         var stats = await StatsAsync(service);
         await FaultRun.WriteAsync(
-            $"{Events} events, FAULT_HANDLER_DELAY_MS 5; PostgreSQL stopped (fast) in {downAt.TotalSeconds:0.00} s, down for " +
+            $"{Events} events, FAULT_HANDLER_DELAY_MS 5, WORKERS {Workers}; at the stop event 601's batch had no connection yet, " +
+            $"{inTransactionAtStop} other batch transaction(s) were open; PostgreSQL stopped (fast) in {downAt.TotalSeconds:0.00} s, down for " +
             $"{(upAt - downAt).TotalSeconds:0.0} s (start took {(upAt - Outage).TotalSeconds:0.00} s)");
         await FaultRun.WriteAsync(
             $"after PostgreSQL was back: /health 200 in {(healthyAt - upAt).TotalSeconds:0.00} s, processing resumed in {(resumedAt - upAt).TotalSeconds:0.00} s, " +

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Dapper;
 using EventProcessor.FaultHost;
 using EventProcessor.Tests.Service;
@@ -91,24 +92,40 @@ public sealed class FaultRun : IAsyncDisposable
 
     /// <summary>
     /// Inserts <paramref name="count"/> events of <paramref name="eventType"/> in one statement, 1 ms apart in
-    /// <c>created_at</c> (an hour ago), round-robin over <paramref name="aggregates"/> aggregates (none when 0).
+    /// <c>created_at</c> (an hour ago), round-robin over <paramref name="aggregates"/> new aggregates (none when 0).
     /// The payload is <paramref name="payload"/> plus <c>n</c>, the event's position: <paramref name="first"/>,
     /// then on (a later call continues the FIFO order where an earlier one stopped).
     /// </summary>
-    public async Task InsertAsync(int count, int aggregates = 0, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
+    public Task InsertAsync(int count, int aggregates = 0, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
     {
         var aggregateIds = Enumerable.Range(0, aggregates).Select(_ => Guid.NewGuid()).ToArray();
+        var aggregateOfEach = aggregates == 0 ? [] : Enumerable.Range(first, count).Select(n => aggregateIds[n % aggregates]).ToArray();
+        return InsertAsync(count, aggregateOfEach, eventType, payload, first);
+    }
+
+    /// <summary>
+    /// As above, with the aggregate of each event given: event <c>n</c> goes to
+    /// <c>aggregateOfEach[n - first]</c> (none when the array is empty).
+    /// </summary>
+    public async Task InsertAsync(int count, Guid[] aggregateOfEach, string eventType = FaultTypes.Record, string payload = "{}", int first = 1)
+    {
+        ArgumentNullException.ThrowIfNull(aggregateOfEach);
+        if (aggregateOfEach.Length != 0 && aggregateOfEach.Length != count)
+        {
+            throw new ArgumentException($"{aggregateOfEach.Length} aggregates for {count} events.", nameof(aggregateOfEach));
+        }
+
         await using var connection = await DataSource.OpenConnectionAsync();
         await connection.ExecuteAsync(
             """
             INSERT INTO events (id, event_type, aggregate_id, payload, created_at)
             SELECT gen_random_uuid(), @eventType,
-                   CASE WHEN cardinality(@aggregateIds) > 0 THEN (@aggregateIds)[1 + g % cardinality(@aggregateIds)] END,
+                   CASE WHEN cardinality(@aggregateOfEach) > 0 THEN (@aggregateOfEach)[1 + g - @first] END,
                    @payload::jsonb || jsonb_build_object('n', g),
                    now() - interval '1 hour' + g * interval '1 ms'
             FROM generate_series(@first, @first + @count - 1) AS g
             """,
-            new { eventType, aggregateIds, payload, count, first },
+            new { eventType, aggregateOfEach, payload, count, first },
             commandTimeout: 120);
     }
 
@@ -120,13 +137,25 @@ public sealed class FaultRun : IAsyncDisposable
 
     public Task<long> PendingAsync() => CountAsync("SELECT count(*) FROM events WHERE processed = false");
 
-    /// <summary>The events someone holds right now, and the database's clock.</summary>
-    public async Task<(DateTime Now, Guid[] Held)> HeldAsync()
+    /// <summary>
+    /// The events the process <paramref name="pid"/> holds right now (a lease that may have run out, not yet taken
+    /// over), and the database's clock.
+    /// </summary>
+    public async Task<(DateTime Now, Guid[] Held)> HeldAsync(int pid)
     {
         await using var connection = await DataSource.OpenConnectionAsync();
         var now = await connection.ExecuteScalarAsync<DateTime>("SELECT clock_timestamp()");
-        var held = await connection.QueryAsync<Guid>("SELECT id FROM events WHERE locked_by IS NOT NULL");
+        // locked_by is "<host>:<pid>:<suffix>" (EventProcessorOptions.InstanceName).
+        var held = await connection.QueryAsync<Guid>(
+            "SELECT id FROM events WHERE split_part(locked_by, ':', 2) = @pid", new { pid = pid.ToString(CultureInfo.InvariantCulture) });
         return (now, [.. held]);
+    }
+
+    /// <summary>The events claimed more than once.</summary>
+    public async Task<Guid[]> ReattemptedAsync()
+    {
+        await using var connection = await DataSource.OpenConnectionAsync();
+        return [.. await connection.QueryAsync<Guid>("SELECT id FROM events WHERE attempts > 1")];
     }
 
     /// <summary>When the last of <paramref name="ids"/> was marked processed (the database's clock).</summary>

@@ -65,7 +65,7 @@ public sealed class InstancesTests
     }
 
     /// <summary>Aggregates with two handlings that overlap in time (one began before the previous one ended).</summary>
-    private static List<Guid> OverlappingAggregates(IEnumerable<FaultCall> calls) =>
+    internal static List<Guid> OverlappingAggregates(IEnumerable<FaultCall> calls) =>
         [.. calls
             .Where(c => c.AggregateId is not null)
             .GroupBy(c => c.AggregateId!.Value)

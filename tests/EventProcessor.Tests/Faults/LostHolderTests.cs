@@ -25,9 +25,12 @@ public sealed class LostHolderTests
         settings["LEASE_MS"] = LeaseMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["HANDLER_TIMEOUT_MS"] = HandlerTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["BATCH_SIZE"] = "10";
+        settings["WORKERS"] = "4";
 
-        // Two instances, both up before the events appear. Whichever claims first takes all four, and spends 2.5 s on
-        // each; its batch transaction holds every write until the end. That one is A, the other B.
+        // Two instances of four poll loops each, all up before the events appear. The four events appear in one
+        // insert and a batch takes ten, so the first claim, by whichever loop of whichever instance, takes all four
+        // and spends 2.5 s on each; its batch transaction holds every write until the end, and the other seven loops
+        // find nothing. That instance is A, the other B.
         settings["FAULT_HANDLER_DELAY_MS"] = "2500";
         var started = await Task.WhenAll(run.StartAsync(settings), run.StartAsync(settings));
         await run.InsertAsync(Events);

@@ -69,6 +69,58 @@ public sealed class ProcessKillingPoisonTests
         });
     }
 
+    /// <summary>
+    /// A process-killing poison batched behind three slow events: its first crash cuts them off, so they are suspects
+    /// too, and each is claimed alone next time. The guarantee is that they lose that one attempt and no more. With
+    /// one poll loop they run, one after another, before the poison comes round again. With several, each suspect runs
+    /// alone in the process (the other loops wait), so a later crash of the poison cuts nothing else off.
+    /// </summary>
+    [TestCase(1)]
+    [TestCase(4)]
+    public async Task EventsCutOffByAProcessKillingPoisonAreNotDeadLetteredWithIt(int workers)
+    {
+        await using var run = await FaultRun.CreateAsync();
+        await run.InsertAsync(3, payload: """{"delay_ms": 2000}""");
+        await run.InsertAsync(1, eventType: FaultTypes.FailFast, first: 4);
+        await run.InsertAsync(10, first: 5);
+        var settings = run.Settings();
+        settings["MAX_RETRIES"] = MaxRetries.ToString(CultureInfo.InvariantCulture);
+        settings["LEASE_MS"] = "2000";
+        settings["WORKERS"] = workers.ToString(CultureInfo.InvariantCulture);
+
+        var crashes = 0;
+        var clock = Stopwatch.StartNew();
+        var service = run.Launch(settings);
+        while (await run.PendingAsync() > 0)
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "the table drains under supervision");
+            if (service.HasExited)
+            {
+                crashes += service.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase) ? 0 : 1;
+                service = run.Launch(settings);
+            }
+
+            await Task.Delay(100);
+        }
+
+        var state = await run.StateAsync();
+        await using var connection = await run.DataSource.OpenConnectionAsync();
+        var dead = (await Dapper.SqlMapper.QueryAsync<(string EventType, string Reason)>(
+            connection,
+            "SELECT e.event_type, d.error_message FROM event_dead_letters d JOIN events e ON e.id = d.event_id ORDER BY e.created_at")).ToList();
+        var attempts = await Dapper.SqlMapper.QueryAsync<int>(connection, "SELECT attempts FROM events ORDER BY created_at LIMIT 4");
+        await FaultRun.WriteAsync(
+            $"WORKERS {workers}: drained in {clock.Elapsed.TotalSeconds:0.0} s with {crashes} crashes; attempts of the three slow events and the poison: " +
+            $"{string.Join(", ", attempts)}; dead letters: {string.Join("; ", dead.Select(d => $"{d.EventType}: {d.Reason}"))}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(dead.Select(d => d.EventType), Is.EqualTo(new[] { FaultTypes.FailFast }), "only the poison is dead-lettered");
+            Assert.That(state.Effects, Is.EqualTo(13), "each good event's write applied once");
+            Assert.That(crashes, Is.EqualTo(MaxRetries), "each attempt of the poison took the process down, no more");
+        });
+    }
+
     private static async Task<(int Crashes, (string Reason, int RetryCount) Poison)> SuperviseAsync(
         string poisonType, Dictionary<string, string?> extra, string payload = "{}")
     {

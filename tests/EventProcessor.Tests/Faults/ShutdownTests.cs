@@ -3,7 +3,8 @@ using System.Diagnostics;
 namespace EventProcessor.Tests.Faults;
 
 /// <summary>
-/// SIGTERM while a slow handler is half-way through, its write already in the batch transaction. The webhook view of
+/// SIGTERM while slow handlers are half-way through, one in each poll loop's batch, their writes already in their
+/// batch transactions. The webhook view of
 /// the same stop (an external call that got its answer is recorded) is
 /// <c>ServiceProcessTests.ExitsZeroWithinTenSecondsOnSigtermWhileAHandlerIsSlow</c>; this one is about the handler's
 /// database writes.
@@ -12,30 +13,37 @@ namespace EventProcessor.Tests.Faults;
 [NonParallelizable]
 public sealed class ShutdownTests
 {
-    private const int Events = 5;
+    private const int BatchSize = 5;
+    private const int Workers = 4;
+
+    // A full batch for every poll loop: each loop claims one, so at the SIGTERM every loop is in its first handler.
+    private const int Events = BatchSize * Workers;
 
     /// <summary>
     /// A 3 s handler finishes within the 5 s grace and commits with its event; an 8 s one is cancelled, and its
-    /// event is released with its write rolled back. Either way: exit 0 within 10 s, no effect without its event
-    /// processed, nothing left locked, and the events not finished run again, once, after a restart.
+    /// event is released with its write rolled back; in each loop's batch at once. Either way: exit 0 within 10 s, no
+    /// effect without its event processed, nothing left locked, and the events not finished run again, once, after
+    /// a restart.
     /// </summary>
     [TestCase(3_000, 1)]
     [TestCase(8_000, 0)]
-    public async Task SigtermCommitsOrReleasesWhatIsInFlightAndExitsZeroWithinTenSeconds(int handlerMs, int committed)
+    public async Task SigtermCommitsOrReleasesWhatIsInFlightAndExitsZeroWithinTenSeconds(int handlerMs, int committedPerBatch)
     {
         await using var run = await FaultRun.CreateAsync();
         await run.InsertAsync(Events);
         var settings = run.Settings();
-        settings["BATCH_SIZE"] = "5";
+        settings["BATCH_SIZE"] = BatchSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        settings["WORKERS"] = Workers.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["HANDLER_TIMEOUT_MS"] = "30000";
         settings["FAULT_HANDLER_DELAY_MS"] = handlerMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var service = await run.StartAsync(settings);
+        var committed = committedPerBatch * Workers;
 
-        // The first handler has written its row (the batch transaction is open) and is sleeping.
+        // In every loop's batch, the first handler has written its row (the batch transaction is open) and sleeps.
         await run.WaitUntilAsync(
             async () => await run.CountAsync(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'") > 0,
-            "the first handler has written and sleeps",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'") == Workers,
+            $"the first handler of each of the {Workers} batches has written and sleeps",
             TimeSpan.FromSeconds(30));
         await Task.Delay(500);
 
@@ -46,14 +54,15 @@ public sealed class ShutdownTests
         var afterStop = await run.StateAsync();
         var attemptsLeft = await run.CountAsync("SELECT count(*) FROM events WHERE NOT processed AND attempts <> 0");
         await FaultRun.WriteAsync(
-            $"handler {handlerMs} ms: exit {exitCode} {exitedAfter.TotalSeconds:0.00} s after SIGTERM; {afterStop.Processed} of {Events} committed, " +
+            $"handler {handlerMs} ms, {Workers} batches of {BatchSize} in flight: exit {exitCode} {exitedAfter.TotalSeconds:0.00} s after SIGTERM; " +
+            $"{afterStop.Processed} of {Events} committed, " +
             $"fault_effects rows {afterStop.Effects}, locked {afterStop.Locked}");
 
         Assert.Multiple(() =>
         {
             Assert.That(exitCode, Is.Zero, service.Tail());
             Assert.That(exitedAfter, Is.LessThan(TimeSpan.FromSeconds(10)), "exits within Cloud Run's 10 s");
-            Assert.That(afterStop.Processed, Is.EqualTo(committed), "the running handler commits only if it finishes within the grace");
+            Assert.That(afterStop.Processed, Is.EqualTo(committed), "each loop's running handler commits only if it finishes within the grace");
             Assert.That(afterStop.Effects, Is.EqualTo(committed), "no write outlives its event's release");
             Assert.That(afterStop.EffectButNotProcessed, Is.Zero, "nothing half-done: every effect belongs to a processed event");
             Assert.That(afterStop.Locked, Is.Zero, "nothing is left locked: what was not finished is claimable at once");

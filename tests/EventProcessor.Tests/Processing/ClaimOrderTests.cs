@@ -19,16 +19,32 @@ public sealed class ClaimOrderTests
         }
     }
 
+    /// <summary>
+    /// Each claim takes the head of the FIFO, so the claims, one after another (the claim lock serialises them),
+    /// take the events in created_at, id order; each batch runs in that order. Batches of several poll loops run side
+    /// by side, so events of different batches are not handled in one global order: only their claims are.
+    /// </summary>
     [Test]
-    public async Task OneWorkerHandlesEventsInCreatedAtThenIdOrder()
+    public async Task ClaimsEventsInCreatedAtThenIdOrderAndHandlesEachBatchInIt()
     {
+        await _db.ExecuteAsync(
+            """
+            CREATE TABLE claim_log (event_id uuid NOT NULL, claim bigint NOT NULL, at timestamptz NOT NULL);
+            CREATE FUNCTION log_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              INSERT INTO claim_log VALUES (NEW.id, txid_current(), clock_timestamp());
+              RETURN NEW;
+            END;
+            $$;
+            CREATE TRIGGER log_claim AFTER UPDATE OF attempts ON events FOR EACH ROW
+              WHEN (NEW.attempts > OLD.attempts) EXECUTE FUNCTION log_claim();
+            """);
         var start = DateTimeOffset.UtcNow.AddMinutes(-10);
-        var expected = new List<Guid>();
         for (var i = 0; i < 30; i++)
         {
             // Inserted in reverse time order; three share one created_at, so id breaks the tie.
             var createdAt = start.AddSeconds(30 - (i / 3));
-            expected.Add(await _db.InsertEventAsync("test.recorded", new { text = "x" }, createdAt: createdAt));
+            await _db.InsertEventAsync("test.recorded", new { text = "x" }, createdAt: createdAt);
         }
 
         var ordered = await _db.ScalarAsync<Guid[]>("SELECT array_agg(id ORDER BY created_at, id) FROM events");
@@ -36,17 +52,30 @@ public sealed class ClaimOrderTests
         await using var host = await EngineHost.StartAsync(
             _db,
             p => p.AddHandler<RecordingHandler>(),
-            o =>
-            {
-                // Claims are always FIFO; with several workers their batches overlap, so only events of one aggregate
-                // keep their order between batches. One worker handles everything in FIFO order.
-                o.BatchSize = 7;
-                o.Workers = 1;
-            },
+            o => o.BatchSize = 7,
             s => s.AddSingleton(recorder).AddSingleton(new Failures()));
         await _db.WaitForProcessedAsync(30);
 
-        Assert.That(recorder.Ids, Is.EqualTo(ordered));
+        await using var connection = await _db.DataSource.OpenConnectionAsync();
+        var batches = (await Dapper.SqlMapper.QueryAsync<Guid[]>(
+            connection,
+            """
+            SELECT array_agg(c.event_id ORDER BY e.created_at, e.id)
+            FROM claim_log c JOIN events e ON e.id = c.event_id
+            GROUP BY c.claim ORDER BY min(c.at)
+            """)).ToList();
+        var handled = recorder.Ids.ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(host.Engine.Options.Workers, Is.GreaterThan(1), "precondition: several poll loops");
+            Assert.That(batches.SelectMany(b => b), Is.EqualTo(ordered), "claim after claim, the FIFO in created_at, id order");
+            Assert.That(batches.Select(b => b.Length), Has.All.LessThanOrEqualTo(7));
+            Assert.That(handled, Is.EquivalentTo(ordered), "every event handled once");
+            foreach (var batch in batches)
+            {
+                Assert.That(handled.Where(batch.Contains), Is.EqualTo(batch), "each batch handled in its claim's order");
+            }
+        });
     }
 
     [Test]

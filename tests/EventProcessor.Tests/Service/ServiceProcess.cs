@@ -22,7 +22,7 @@ public sealed class ServiceProcess : IAsyncDisposable
     // only what the test passes.
     private static readonly string[] InheritedSettingPrefixes =
     [
-        "DATABASE_URL", "PORT", "BIND_ADDRESS", "POLL_INTERVAL_MS", "BATCH_SIZE", "MAX_RETRIES", "ENABLE_POLLING", "LOG_LEVEL",
+        "DATABASE_URL", "PORT", "BIND_ADDRESS", "POLL_INTERVAL_MS", "BATCH_SIZE", "WORKERS", "MAX_RETRIES", "ENABLE_POLLING", "LOG_LEVEL",
         "RETRY_", "HANDLER_TIMEOUT_MS", "LEASE_MS", "RUN_MIGRATIONS", "ADMIN_API_KEY", "Webhooks__", "Webhooks:",
         "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog", "Sqs__", "Sqs:",
         "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_", "ALLOW_UNAUTHENTICATED", "ADMIN_RATE_LIMIT", "FAULT_",
