@@ -162,16 +162,21 @@ public sealed class ServiceProcess : IAsyncDisposable
         };
         if (confine)
         {
-            // Each step execs the next, so the process id the test holds (and signals) is the service's own.
+            // The build output is mounted read-only at /mnt, as the image has its files at /app: the user may not be
+            // able to reach it where it is (a checkout under a private temporary directory). Each step execs the
+            // next, so the process id the test holds (and signals) is the service's own.
             var uid = ContainerUserId.ToString(System.Globalization.CultureInfo.InvariantCulture);
             foreach (var part in (string[])["--mount", "--propagation", "private", "sh", "-c",
-                $"mount -o remount,bind,ro / && exec setpriv --reuid={uid} --regid={uid} --clear-groups \"$@\"", "sh", DotnetHost()])
+                "mount --bind \"$0\" /mnt && mount -o remount,bind,ro /mnt && mount -o remount,bind,ro / && cd /mnt && " +
+                $"HOME=/mnt exec setpriv --reuid={uid} --regid={uid} --clear-groups \"$@\"", directory, DotnetHost()])
             {
                 start.ArgumentList.Add(part);
             }
+
+            start.WorkingDirectory = "/";
         }
 
-        start.ArgumentList.Add(assembly);
+        start.ArgumentList.Add(confine ? $"/mnt/{assemblyName}" : assembly);
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
