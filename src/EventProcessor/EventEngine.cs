@@ -142,7 +142,11 @@ public sealed class EventEngine : IDisposable
         {
             try
             {
-                await pass.RunAloneAsync(stopping);
+                if (!await pass.RunAloneAsync(stopping))
+                {
+                    return await _runner.RunAsync(
+                        claimed, stopping, "Released: another suspect runs alone in this process first (it may crash it).");
+                }
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {

@@ -31,12 +31,13 @@ internal sealed class BatchRunner(
     /// <param name="claimed">The claimed events, in FIFO order.</param>
     /// <param name="stopping">Fires on shutdown: no new event starts, and the running one has <see cref="EventProcessorOptions.ShutdownGrace"/> left.</param>
     /// <returns>The fate of each event, in the order given.</returns>
-    public async Task<ExecutionResult[]> RunAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping)
+    /// <param name="releaseReason">When given, nothing runs: every event is released with this reason, its attempt given back.</param>
+    public async Task<ExecutionResult[]> RunAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping, string? releaseReason = null)
     {
         held.Add(claimed);
         try
         {
-            return await RunHeldAsync(claimed, stopping);
+            return await RunHeldAsync(claimed, releaseReason, stopping);
         }
         finally
         {
@@ -44,7 +45,7 @@ internal sealed class BatchRunner(
         }
     }
 
-    private async Task<ExecutionResult[]> RunHeldAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping)
+    private async Task<ExecutionResult[]> RunHeldAsync(IReadOnlyList<StoredEvent> claimed, string? releaseReason, CancellationToken stopping)
     {
         var attempts = new EventAttempt[claimed.Count];
         var results = new ExecutionResult[claimed.Count];
@@ -64,7 +65,11 @@ internal sealed class BatchRunner(
             {
                 var storedEvent = claimed[i];
                 attempts[i] = new EventAttempt(storedEvent, session, options.SerializerOptions);
-                if (stopping.IsCancellationRequested)
+                if (releaseReason is not null)
+                {
+                    results[i] = ExecutionResult.Released(releaseReason);
+                }
+                else if (stopping.IsCancellationRequested)
                 {
                     results[i] = ExecutionResult.Released("Released on shutdown before it started.");
                 }

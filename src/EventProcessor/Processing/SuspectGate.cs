@@ -62,18 +62,28 @@ internal sealed class SuspectGate(EventProcessorOptions options) : IDisposable
         private int _held = 1;
         private bool _turnstileHeld;
 
-        /// <summary>Waits until every other batch of this process has finished, keeping new ones out meanwhile.</summary>
-        public async Task RunAloneAsync(CancellationToken cancellationToken)
+        /// <summary>
+        /// Waits until every other batch of this process has finished, keeping new ones out meanwhile. Returns false at
+        /// once when another suspect has the process or is waiting for it: this one was claimed while the gate was
+        /// closing, and must be given back rather than wait, since the other one's crash would cut it off too.
+        /// </summary>
+        public async Task<bool> RunAloneAsync(CancellationToken cancellationToken)
         {
+            if (!await gate._turnstile.WaitAsync(0, cancellationToken))
+            {
+                return false;
+            }
+
+            _turnstileHeld = true;
             gate._running.Release();
             _held = 0;
-            await gate._turnstile.WaitAsync(cancellationToken);
-            _turnstileHeld = true;
             for (var i = 0; i < gate._tokens; i++)
             {
                 await gate._running.WaitAsync(cancellationToken);
                 _held++;
             }
+
+            return true;
         }
 
         public void Dispose()
