@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using EventProcessor.FaultHost;
+using EventProcessor.Tests.Service;
 
 namespace EventProcessor.Tests.Faults;
 
@@ -88,20 +89,8 @@ public sealed class ProcessKillingPoisonTests
         settings["LEASE_MS"] = "2000";
         settings["WORKERS"] = workers.ToString(CultureInfo.InvariantCulture);
 
-        var crashes = 0;
         var clock = Stopwatch.StartNew();
-        var service = run.Launch(settings);
-        while (await run.PendingAsync() > 0)
-        {
-            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "the table drains under supervision");
-            if (service.HasExited)
-            {
-                crashes += service.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase) ? 0 : 1;
-                service = run.Launch(settings);
-            }
-
-            await Task.Delay(100);
-        }
+        var (crashes, _) = await SuperviseUntilDrainedAsync(run, settings, $"WORKERS {workers}");
 
         var state = await run.StateAsync();
         await using var connection = await run.DataSource.OpenConnectionAsync();
@@ -136,23 +125,8 @@ public sealed class ProcessKillingPoisonTests
             settings[key] = value;
         }
 
-        // The supervisor: start the service, and start it again whenever it dies, until the table is drained.
-        var crashes = 0;
         var clock = Stopwatch.StartNew();
-        var service = run.Launch(settings);
-        while (await run.PendingAsync() > 0)
-        {
-            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "the table drains under supervision");
-            if (service.HasExited)
-            {
-                // A port another process took between finding it free and binding it is not a crash.
-                crashes += service.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase) ? 0 : 1;
-                await FaultRun.WriteAsync($"{poisonType}: crash {crashes} at {clock.Elapsed.TotalSeconds:0.0} s; restarting");
-                service = run.Launch(settings);
-            }
-
-            await Task.Delay(100);
-        }
+        var (crashes, service) = await SuperviseUntilDrainedAsync(run, settings, poisonType);
 
         var state = await run.StateAsync();
         await using var connection = await run.DataSource.OpenConnectionAsync();
@@ -172,5 +146,32 @@ public sealed class ProcessKillingPoisonTests
             Assert.That(state.Locked, Is.Zero, "nothing left locked");
         });
         return (crashes, poison);
+    }
+
+    /// <summary>
+    /// The supervisor, as Cloud Run or systemd would be: starts the service, and starts it again whenever it dies,
+    /// until the table is drained. Returns the crashes it saw and the service running at the end.
+    /// </summary>
+    private static async Task<(int Crashes, ServiceProcess Service)> SuperviseUntilDrainedAsync(
+        FaultRun run, Dictionary<string, string?> settings, string label)
+    {
+        var crashes = 0;
+        var clock = Stopwatch.StartNew();
+        var service = run.Launch(settings);
+        while (await run.PendingAsync() > 0)
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromMinutes(3)), "the table drains under supervision");
+            if (service.HasExited)
+            {
+                // A port another process took between finding it free and binding it is not a crash.
+                crashes += service.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase) ? 0 : 1;
+                await FaultRun.WriteAsync($"{label}: crash {crashes} at {clock.Elapsed.TotalSeconds:0.0} s; restarting");
+                service = run.Launch(settings);
+            }
+
+            await Task.Delay(100);
+        }
+
+        return (crashes, service);
     }
 }
