@@ -92,12 +92,13 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
         // One round trip, one implicit transaction: the claim lock is held until the claim commits.
         await using var batch = new NpgsqlBatch(connection)
         {
-            BatchCommands = { new NpgsqlBatchCommand(EventSql.TakeClaimLock), claim },
+            BatchCommands = { new NpgsqlBatchCommand(EventSql.TakeClaimLock), new NpgsqlBatchCommand(EventSql.PinIndexPlans), claim },
         };
 
         // Planning the claim costs about as much as running it; a pooled connection keeps it prepared after the first.
         await batch.PrepareAsync(cancellationToken);
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        await reader.NextResultAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         var claimed = new List<StoredEvent>();
         while (await reader.ReadAsync(cancellationToken))

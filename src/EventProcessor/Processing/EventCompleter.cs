@@ -70,7 +70,7 @@ internal sealed class EventCompleter(EventProcessorOptions options)
             }
         }
 
-        await using var command = new NpgsqlCommand(EventSql.CompleteBatch, connection, transaction);
+        var command = new NpgsqlBatchCommand(EventSql.CompleteBatch);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
         command.Parameters.Add(new NpgsqlParameter<int[]>("attempts", attemptNumbers));
         command.Parameters.Add(new NpgsqlParameter<int[]>("kinds", kinds));
@@ -86,9 +86,14 @@ internal sealed class EventCompleter(EventProcessorOptions options)
         command.Parameters.Add(new NpgsqlParameter<string[]>("new_metadata", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = metadata });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("new_tenants", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = tenants });
 
-        await command.PrepareAsync(cancellationToken);
+        await using var batch = new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands = { new NpgsqlBatchCommand(EventSql.PinIndexPlans), command },
+        };
+        await batch.PrepareAsync(cancellationToken);
         var applied = new HashSet<Guid>(count);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken);
+        await reader.NextResultAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
             applied.Add(reader.GetGuid(0));

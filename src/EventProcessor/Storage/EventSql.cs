@@ -13,6 +13,17 @@ internal static class EventSql
     /// </summary>
     public const string TakeClaimLock = "SELECT pg_advisory_xact_lock(4571875329581024115)";
 
+    /// <summary>
+    /// Sent before the claim and the completion, in their transaction: their plans are index scans whatever the
+    /// statistics say. A queue table's statistics are wrong most of the time (analyzed while empty, then a burst;
+    /// analyzed during a backlog, then drained), and a prepared statement keeps the plan it chose in its first runs.
+    /// Planned while the table was nearly empty, the claim probed each candidate's predecessors with a sequential
+    /// scan, and kept doing so as a burst grew the backlog: seconds per claim. Both settings are local to the
+    /// transaction, and sent after a handler's statements, so those are planned as usual.
+    /// </summary>
+    public const string PinIndexPlans =
+        "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)";
+
     // The columns a claim returns, shared by both claims so that the reader has one shape to read.
     private const string ClaimedColumns =
         """
