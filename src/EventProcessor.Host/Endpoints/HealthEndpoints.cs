@@ -60,7 +60,8 @@ internal static class HealthEndpoints
                 (long)options.PollInterval.TotalMilliseconds,
                 options.BatchSize,
                 options.MaxRetries,
-                options.EnablePolling),
+                options.EnablePolling,
+                options.Workers),
             Registry: new HealthRegistry(engine.Registry.Registrations.Count, engine.Registry.EventTypes),
             Backlog: backlog is null ? null : new HealthBacklog(backlog.Pending, backlog.OldestPendingAgeSeconds),
             Ingress: new HealthIngress(ingress.Written, ingress.Duplicates, ingress.Rejected),
@@ -90,7 +91,7 @@ internal static class HealthEndpoints
         long ReleasedCount,
         int InFlight);
 
-    internal sealed record HealthConfig(long PollIntervalMs, int BatchSize, int MaxRetries, bool PollingEnabled);
+    internal sealed record HealthConfig(long PollIntervalMs, int BatchSize, int MaxRetries, bool PollingEnabled, int Workers);
 
     internal sealed record HealthRegistry(int TotalHandlers, IReadOnlyList<string> EventTypes);
 

@@ -18,11 +18,13 @@ internal static class EventSql
     /// statistics say. A queue table's statistics are wrong most of the time (analyzed while empty, then a burst;
     /// analyzed during a backlog, then drained), and a prepared statement keeps the plan it chose in its first runs.
     /// Planned while the table was nearly empty, the claim probed each candidate's predecessors with a sequential
-    /// scan, and kept doing so as a burst grew the backlog: seconds per claim. Both settings are local to the
-    /// transaction, and sent after a handler's statements, so those are planned as usual.
+    /// scan, and kept doing so as a burst grew the backlog: seconds per claim. The settings are local to the
+    /// transaction, and sent after a handler's statements, so those are planned as usual. JIT goes off with them:
+    /// a disabled scan is priced at 10^10, which would send the statement to the JIT compiler (hundreds of ms) on a
+    /// server where it is on, whatever the connection asked for.
     /// </summary>
     public const string PinIndexPlans =
-        "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)";
+        "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true)";
 
     // The columns a claim returns, shared by both claims so that the reader has one shape to read.
     private const string ClaimedColumns =

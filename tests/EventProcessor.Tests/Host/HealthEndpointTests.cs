@@ -13,7 +13,7 @@ public sealed partial class HealthEndpointTests
     private static readonly string[] TopLevelKeys = ["status", "service", "timestamp", "uptime", "stats", "config", "registry", "backlog"];
     private static readonly string[] StatsKeys =
         ["totalProcessed", "successCount", "errorCount", "deadLetterCount", "lastProcessedAt", "skippedCount"];
-    private static readonly string[] ConfigKeys = ["pollIntervalMs", "batchSize", "maxRetries", "pollingEnabled"];
+    private static readonly string[] ConfigKeys = ["pollIntervalMs", "batchSize", "maxRetries", "pollingEnabled", "workers"];
     private static readonly string[] UserWildcard = ["user.*"];
 
     private TestDatabase _db = null!;
@@ -96,7 +96,7 @@ public sealed partial class HealthEndpointTests
         await using var service = await ServiceAppFixture.StartAsync(
             _db,
             pollingEnabled,
-            [new("POLL_INTERVAL_MS", "4321"), new("BATCH_SIZE", "7"), new("MAX_RETRIES", "3")]);
+            [new("POLL_INTERVAL_MS", "4321"), new("BATCH_SIZE", "7"), new("MAX_RETRIES", "3"), new("WORKERS", "2")]);
 
         using var response = await service.GetHealthAsync();
         var (json, text) = await ResponseJson.ReadAsync(response);
@@ -109,6 +109,7 @@ public sealed partial class HealthEndpointTests
             Assert.That(config.GetProperty("batchSize").GetInt32(), Is.EqualTo(7));
             Assert.That(config.GetProperty("maxRetries").GetInt32(), Is.EqualTo(3));
             Assert.That(config.GetProperty("pollingEnabled").GetBoolean(), Is.EqualTo(pollingEnabled));
+            Assert.That(config.GetProperty("workers").GetInt32(), Is.EqualTo(2));
         });
     }
 
@@ -127,6 +128,7 @@ public sealed partial class HealthEndpointTests
             Assert.That(config.GetProperty("batchSize").GetInt32(), Is.EqualTo(20));
             Assert.That(config.GetProperty("maxRetries").GetInt32(), Is.EqualTo(5));
             Assert.That(config.GetProperty("pollingEnabled").GetBoolean(), Is.True);
+            Assert.That(config.GetProperty("workers").GetInt32(), Is.EqualTo(4));
         });
     }
 
