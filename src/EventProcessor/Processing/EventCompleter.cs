@@ -88,7 +88,7 @@ internal sealed class EventCompleter(EventProcessorOptions options)
 
         await using var batch = new NpgsqlBatch(connection, transaction)
         {
-            BatchCommands = { new NpgsqlBatchCommand(EventSql.PinIndexPlans), command },
+            BatchCommands = { new NpgsqlBatchCommand(EventSql.PrepareAcknowledgement), command },
         };
         await batch.PrepareAsync(cancellationToken);
         var applied = new HashSet<Guid>(count);

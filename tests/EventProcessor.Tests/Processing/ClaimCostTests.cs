@@ -1,4 +1,5 @@
 using Dapper;
+using EventProcessor.Processing;
 using EventProcessor.Storage;
 using EventProcessor.Tests.Support;
 using Npgsql;
@@ -112,6 +113,34 @@ public sealed class ClaimCostTests
             Assert.That(claimPlan, Does.Not.Contain("Seq Scan on events"), claimPlan);
             Assert.That(claimPlan, Does.Not.Contain("Bitmap Heap Scan on events"), "the FIFO head is read in order and the read stops at the limit");
             Assert.That(claimPlan, Does.Contain("Index Scan using events_pending_by_aggregate on events p"), "each candidate's predecessors are one index probe");
+        });
+    }
+
+    [Test]
+    public async Task A_completion_commits_without_waiting_for_its_wal_flush_and_only_for_its_own_transaction()
+    {
+        await InsertPendingAsync(3, aggregates: 1);
+        var options = new EventProcessorOptions { ConnectionString = _db.ConnectionString, InstanceName = "test" };
+        await using var database = new EventDatabase(options);
+        var claimed = await new EventClaimer(database, options, TimeProvider.System).ClaimBatchAsync(3, onDemand: false, CancellationToken.None);
+        await using var session = new BatchSession(database.DataSource);
+        var attempts = claimed.Select(e => new EventAttempt(e, session, options.SerializerOptions)).ToArray();
+        var results = attempts.Select(_ => ExecutionResult.Completed).ToArray();
+
+        await using var connection = await database.DataSource.OpenConnectionAsync();
+        // The test server runs with synchronous_commit off altogether; a production server has it on.
+        await connection.ExecuteAsync("SET synchronous_commit = on");
+        await using var transaction = await connection.BeginTransactionAsync();
+        var applied = await new EventCompleter(options).CompleteAsync(connection, transaction, attempts, results, CancellationToken.None);
+        var during = await connection.ExecuteScalarAsync<string>("SHOW synchronous_commit", transaction: transaction);
+        await transaction.CommitAsync();
+        var after = await connection.ExecuteScalarAsync<string>("SHOW synchronous_commit");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(applied, Has.Count.EqualTo(3));
+            Assert.That(during, Is.EqualTo("off"), "the completion's commit does not wait for the WAL flush");
+            Assert.That(after, Is.EqualTo("on"), "the setting ends with the completion's transaction");
         });
     }
 
