@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Net;
 using Dapper;
+using EventProcessor.Ingress;
 using EventProcessor.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace EventProcessor.Tests.Host;
 
@@ -50,6 +52,32 @@ public sealed class IngressEndToEndTests
         {
             await _db.DisposeAsync();
         }
+    }
+
+    [Test]
+    public async Task A_door_that_cannot_get_a_connection_answers_503_within_seconds_and_serves_again_after()
+    {
+        // The door's pool holds one connection, and the test holds it: the next write waits for the pool.
+        await using var service = await ServiceAppFixture.StartAsync($"{_db.Url}?maxpoolsize=1");
+        var ingress = service.Services.GetRequiredService<IngressDatabase>();
+        const string Body = """{"event_type": "door.waited", "payload": {}}""";
+        TimeSpan took;
+        await using (await ingress.DataSource.OpenConnectionAsync())
+        {
+            var started = Stopwatch.GetTimestamp();
+            using var refused = await service.PostAsync("/events", Body);
+            took = Stopwatch.GetElapsedTime(started);
+            Assert.That(refused.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable), await refused.Content.ReadAsStringAsync());
+            Assert.That(refused.Headers.RetryAfter, Is.Not.Null);
+        }
+
+        using var accepted = await service.PostAsync("/events", Body);
+        Assert.Multiple(() =>
+        {
+            // The pool's own wait is 15 s (Npgsql's Timeout); a caller hears of the trouble after the door's 5 s.
+            Assert.That(took, Is.LessThan(TimeSpan.FromSeconds(10)), "the door does not wait out the pool's 15 s");
+            Assert.That(accepted.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), "the door serves again once a connection is free");
+        });
     }
 
     [Test]
