@@ -1,3 +1,4 @@
+using Dapper;
 using EventProcessor.Processing;
 using EventProcessor.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -102,6 +103,50 @@ public sealed class RecoveryTests
             Assert.That(row.Attempts, Is.EqualTo(2));
             Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM projection"), Is.Zero, "the late holder's writes rolled back");
         });
+    }
+
+    [TestCase("UPDATE events SET processed = true, processed_at = now(), locked_by = NULL, locked_until = NULL WHERE id = @id", "completed")]
+    [TestCase("UPDATE events SET locked_until = now() + interval '1 minute' WHERE id = @id", "renewed")]
+    [TestCase("UPDATE events SET next_attempt_at = now() + interval '1 minute', locked_by = NULL, locked_until = NULL WHERE id = @id", "scheduled for retry")]
+    public async Task AClaimNeverTakesAnEventThatItsLateHolderWritesWhileTheClaimRuns(string holderWrite, string what)
+    {
+        // The holder's lease ran out and it writes the event in the very moment another claim reads it: the claim's
+        // snapshot still shows the event due. Claims read without row locks (they are serialised by the claim lock),
+        // so the claim waits for the holder's write and must look at the row again before taking it.
+        var id = await _db.InsertEventAsync("test.recorded", new { text = "x" });
+        await _db.ExecuteAsync(
+            "UPDATE events SET locked_by = 'late-holder', locked_until = now() - interval '1 second', attempts = 1 WHERE id = @id",
+            new { id });
+        var options = new EventProcessorOptions { ConnectionString = _db.ConnectionString, InstanceName = "claimer" };
+        await using var database = new EventProcessor.Storage.EventDatabase(options);
+        var claimer = new EventClaimer(database, options, TimeProvider.System);
+
+        await using var holder = await _db.DataSource.OpenConnectionAsync();
+        await using var write = await holder.BeginTransactionAsync();
+        await holder.ExecuteAsync(holderWrite, new { id }, write);
+        var claim = claimer.ClaimBatchAsync(10, onDemand: false, CancellationToken.None);
+        await WaitUntilAsync(async () => claim.IsCompleted || await _db.ScalarAsync<long>(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") > 0);
+        await write.CommitAsync();
+        var claimed = await claim.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var row = await _db.GetEventAsync(id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(claimed.Select(e => e.Id), Does.Not.Contain(id), $"an event its holder {what} is not claimed");
+            Assert.That(row.LockedBy, Is.Not.EqualTo("claimer"));
+            Assert.That(row.Attempts, Is.EqualTo(1), "no attempt counted for a claim that did not happen");
+        });
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!await condition())
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "the claim neither finished nor waited for the holder's write");
+            await Task.Delay(20);
+        }
     }
 
     [Test]
