@@ -59,9 +59,9 @@ internal static class EventSql
     /// The held aggregates are read once per claim from <c>event_aggregate_leases</c>, which holds only what is
     /// claimed right now, so the check costs the same however deep an aggregate's backlog is; the claim writes a row
     /// there for each aggregate it takes. Its write to <c>events</c> touches no indexed column, so it is a heap-only
-    /// (HOT) update: no index entry is written (see migration 6). Claims are serialised by <see cref="TakeClaimLock"/>,
-    /// so the candidates are read without row locks (<c>FOR UPDATE</c> costs a WAL record and a page write per row,
-    /// about what the heap-only update itself costs); the update checks each row again as it is when written.
+    /// (HOT) update: no index entry is written (see migration 6). A row that anyone is writing right now (the late
+    /// completion or renewal of a holder whose lease ran out) is skipped, not waited for, and is looked at again, as
+    /// it is then, by the next claim.
     /// <para>
     /// A suspect is an event with more attempts counted than failures recorded: an attempt of it never finished, so
     /// it may be what killed that process (a handler calling FailFast, a native crash). A suspect is claimed in a
@@ -94,6 +94,7 @@ internal static class EventSql
             AND NOT EXISTS (SELECT 1 FROM held WHERE held.aggregate_id = e.aggregate_id)
           ORDER BY e.created_at, e.id
           LIMIT @limit
+          FOR UPDATE SKIP LOCKED
         ), first_suspect AS (
           SELECT created_at, id FROM candidates WHERE suspect ORDER BY created_at, id LIMIT 1
         ), due AS (
@@ -106,12 +107,7 @@ internal static class EventSql
           UPDATE events e
           SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease
           FROM due
-          -- Read again on the row as it is now: a completion or renewal that committed after this statement's
-          -- snapshot (by the holder of a lease that ran out) makes it not due, and it is left alone.
           WHERE e.id = due.id
-            AND e.processed = false
-            AND e.next_attempt_at <= now()
-            AND (e.locked_until IS NULL OR e.locked_until < now())
           RETURNING {ClaimedColumns}
         ), {LeaseAggregates}
         SELECT * FROM claimed ORDER BY created_at, id

@@ -111,8 +111,8 @@ public sealed class RecoveryTests
     public async Task AClaimNeverTakesAnEventThatItsLateHolderWritesWhileTheClaimRuns(string holderWrite, string what)
     {
         // The holder's lease ran out and it writes the event in the very moment another claim reads it: the claim's
-        // snapshot still shows the event due. Claims read without row locks (they are serialised by the claim lock),
-        // so the claim waits for the holder's write and must look at the row again before taking it.
+        // snapshot still shows the event due. The claim must leave it (skip it, or wait and look at it again), or it
+        // would run an event that is done, held or waiting for its backoff.
         var id = await _db.InsertEventAsync("test.recorded", new { text = "x" });
         await _db.ExecuteAsync(
             "UPDATE events SET locked_by = 'late-holder', locked_until = now() - interval '1 second', attempts = 1 WHERE id = @id",
