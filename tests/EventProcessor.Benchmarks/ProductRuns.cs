@@ -68,11 +68,18 @@ internal static class ProductRuns
             await connection.ExecuteAsync("CREATE TABLE IF NOT EXISTS bench_projection (event_id uuid PRIMARY KEY); TRUNCATE bench_projection");
         }
 
+        // The clock times a running service draining a backlog, as the ceiling's loops are timed from their first
+        // claim: the engine's claims wait on its claim lock, held here, until the host is up and claiming.
+        await using var startLine = new Npgsql.NpgsqlConnection(database.ConnectionString);
+        await startLine.OpenAsync();
+        await startLine.ExecuteAsync(HoldClaimLock);
         using var host = Build(database, batchSize, TimeSpan.FromMilliseconds(100), services => { });
-        var meter = new ProcessMeter();
-        var stopwatch = Stopwatch.StartNew();
         await host.StartAsync();
         var engine = host.Services.GetRequiredService<EventEngine>();
+        await WaitForClaimsAsync(startLine);
+        var meter = new ProcessMeter();
+        var stopwatch = Stopwatch.StartNew();
+        await startLine.ExecuteAsync(HoldClaimLock.Replace("pg_advisory_lock", "pg_advisory_unlock", StringComparison.Ordinal));
         while (engine.Stats.TotalProcessed < events)
         {
             await Task.Delay(5);
@@ -88,6 +95,24 @@ internal static class ProductRuns
         }
 
         return new DrainResult(events / stopwatch.Elapsed.TotalSeconds, cpu, peak);
+    }
+
+    // The engine's own claim lock (EventSql.TakeClaimLock), taken for the session rather than a transaction.
+    private static readonly string HoldClaimLock =
+        EventProcessor.Storage.EventSql.TakeClaimLock.Replace("pg_advisory_xact_lock", "pg_advisory_lock", StringComparison.Ordinal);
+
+    private static async Task WaitForClaimsAsync(Npgsql.NpgsqlConnection connection)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (await connection.ExecuteScalarAsync<long>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") == 0)
+        {
+            if (deadline.Elapsed > TimeSpan.FromSeconds(30))
+            {
+                throw new InvalidOperationException("The engine did not start claiming within 30 s.");
+            }
+
+            await Task.Delay(10);
+        }
     }
 
     public static async Task<(double P50, double P95, double P99, int Count)> LatencyAsync(
