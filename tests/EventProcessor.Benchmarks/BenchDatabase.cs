@@ -84,13 +84,17 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
         var counts = await connection.QuerySingleAsync<(long Processed, long Pending)>(
             "SELECT count(*) FILTER (WHERE processed), count(*) FILTER (WHERE NOT processed) FROM events");
 
-        await using var claim = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.ClaimBatch}", connection);
+        // Planned as the engine plans them: in a transaction that starts with the engine's plan settings.
+        await using var transaction = await connection.BeginTransactionAsync();
+        await connection.ExecuteAsync(EventProcessor.Storage.EventSql.PrepareAcknowledgement, transaction: transaction);
+
+        await using var claim = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.ClaimBatch}", connection, transaction);
         claim.Parameters.Add(new NpgsqlParameter<int>("limit", 1000));
         claim.Parameters.Add(new NpgsqlParameter<string>("owner", "bench"));
         claim.Parameters.Add(new NpgsqlParameter<TimeSpan>("lease", TimeSpan.FromSeconds(30)));
 
-        var ids = (await connection.QueryAsync<Guid>("SELECT id FROM events WHERE NOT processed ORDER BY created_at, id LIMIT 1000")).ToArray();
-        await using var complete = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.CompleteBatch}", connection);
+        var ids = (await connection.QueryAsync<Guid>("SELECT id FROM events WHERE NOT processed ORDER BY created_at, id LIMIT 1000", transaction: transaction)).ToArray();
+        await using var complete = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.CompleteBatch}", connection, transaction);
         complete.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", ids));
         complete.Parameters.Add(new NpgsqlParameter<int[]>("attempts", new int[ids.Length]));
         complete.Parameters.Add(new NpgsqlParameter<int[]>("kinds", new int[ids.Length]));
