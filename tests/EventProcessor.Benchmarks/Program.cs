@@ -3,7 +3,7 @@ using System.Globalization;
 using EventProcessor.Benchmarks;
 
 // Throughput and latency of the engine against its ceiling, on a PostgreSQL of its own. See README "Performance".
-//   dotnet run -c Release --project tests/EventProcessor.Benchmarks -- [--events 100000] [--quick] [--big-table]
+//   dotnet run -c Release --project tests/EventProcessor.Benchmarks -- [--events 100000] [--repeat 3] [--quick] [--big-table]
 // EVENTPROC_BENCH_PG (an Npgsql connection string) picks the server; otherwise one is started from local binaries
 // with deploy/local/pg.sh, as the tests do.
 var events = Option("--events", 100_000);
@@ -30,27 +30,55 @@ if (args.Contains("--latency-only"))
     return 0;
 }
 
-var ceilings = new Dictionary<int, double>();
-var designs = new Dictionary<int, double>();
+// With --repeat N, each drain of the ceiling, the design loop and the product runs N times, in rounds (so that a slow
+// minute on the machine touches all three alike), and the median is printed.
+var repeat = Option("--repeat", 1);
+var ceilingBatches = new[] { 1, 20, 100, 1000 }.Where(b => only == 0 || b == only).ToArray();
+var drainBatches = new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only).ToArray();
+var ceilingRuns = ceilingBatches.ToDictionary(b => b, _ => new List<double>());
+var designRuns = drainBatches.ToDictionary(b => b, _ => new List<double>());
+var productRuns = drainBatches.ToDictionary(b => b, _ => new List<ProductRuns.DrainResult>());
+for (var round = 0; round < repeat; round++)
+{
+    foreach (var batch in ceilingBatches)
+    {
+        ceilingRuns[batch].Add(await Ceiling.DrainAsync(database, batch == 1 ? Math.Min(events, 20_000) : events, batch));
+    }
+
+    foreach (var batch in drainBatches)
+    {
+        designRuns[batch].Add(await DesignLoop.DrainAsync(database, events, batch));
+    }
+
+    foreach (var batch in drainBatches)
+    {
+        productRuns[batch].Add(await ProductRuns.DrainAsync(database, events, batch, "bench.noop", aggregates: Option("--aggregates", 0)));
+    }
+}
+
+var ceilings = ceilingRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r));
+var designs = designRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r));
+var drains = productRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r.EventsPerSecond));
+if (repeat > 1)
+{
+    Console.WriteLine($"drains of the ceiling, the design loop and the product: median of {repeat} runs each");
+    Console.WriteLine();
+}
+
 var rows = new List<string[]>();
 string[] header = ["what", "events/s", "CPU s (process)", "peak working set", "÷ ceiling, same batch", "÷ design loop, same batch"];
-foreach (var batch in new[] { 1, 20, 100, 1000 }.Where(b => only == 0 || b == only))
+foreach (var batch in ceilingBatches)
 {
-    var count = batch == 1 ? Math.Min(events, 20_000) : events;
-    ceilings[batch] = await Ceiling.DrainAsync(database, count, batch);
     rows.Add([$"ceiling: raw claim-and-mark, 4 connections, batch {batch}", Rate(ceilings[batch]), "", "", "1.00", ""]);
 }
 
-foreach (var batch in new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only))
+foreach (var batch in drainBatches)
 {
-    designs[batch] = await DesignLoop.DrainAsync(database, events, batch);
     rows.Add([$"design loop: the engine's claim + completion statements alone, 4 connections, batch {batch}", Rate(designs[batch]), "", "", Ratio(designs[batch], ceilings[batch]), "1.00"]);
 }
 
-var drains = new Dictionary<int, ProductRuns.DrainResult>();
-foreach (var batch in new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only))
+foreach (var batch in drainBatches)
 {
-    drains[batch] = await ProductRuns.DrainAsync(database, events, batch, "bench.noop", aggregates: Option("--aggregates", 0));
     var label = batch == 20 ? " (the defaults: BATCH_SIZE=20, WORKERS=4)" : batch == 1000 ? " (best configuration)" : "";
     rows.Add(ProductRow($"product: drain, no-op handler, batch {batch}{label}", drains[batch], batch));
 }
@@ -110,6 +138,8 @@ int Option(string name, int fallback)
     var index = Array.IndexOf(args, name);
     return index >= 0 && index + 1 < args.Length ? int.Parse(args[index + 1], CultureInfo.InvariantCulture) : fallback;
 }
+
+static T Median<T>(List<T> runs, Func<T, double> by) => runs.OrderBy(by).ElementAt(runs.Count / 2);
 
 static string Rate(double perSecond) => perSecond.ToString("N0", CultureInfo.InvariantCulture);
 
