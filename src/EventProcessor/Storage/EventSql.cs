@@ -105,7 +105,7 @@ internal static class EventSql
                  AND NOT EXISTS (SELECT 1 FROM candidates b WHERE (b.created_at, b.id) < (c.created_at, c.id)))
         ), claimed AS (
           UPDATE events e
-          SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease
+          SET attempts = e.attempts + 1, locked_by = @owner, locked_until = statement_timestamp() + @lease
           FROM due
           WHERE e.id = due.id
           RETURNING {ClaimedColumns}
@@ -114,12 +114,13 @@ internal static class EventSql
         """;
 
     // Takes the aggregates of what was claimed. A row already there holds nothing (a live one kept them out of the
-    // claim, and claims are serialised): a lease that ran out is taken over.
+    // claim, and claims are serialised): a lease that ran out is taken over. Leases run from statement_timestamp(),
+    // when the claim itself started, not now(), when its transaction began and then waited for the claim lock.
     private const string LeaseAggregates =
         """
         leased AS (
           INSERT INTO event_aggregate_leases (aggregate_id, locked_by, locked_until)
-          SELECT DISTINCT c.aggregate_id, @owner, now() + @lease FROM claimed c WHERE c.aggregate_id IS NOT NULL
+          SELECT DISTINCT c.aggregate_id, @owner, statement_timestamp() + @lease FROM claimed c WHERE c.aggregate_id IS NOT NULL
           ON CONFLICT (aggregate_id) DO UPDATE SET locked_by = EXCLUDED.locked_by, locked_until = EXCLUDED.locked_until
         )
         """;
@@ -133,7 +134,7 @@ internal static class EventSql
         $"""
         WITH claimed AS (
         UPDATE events e
-        SET attempts = e.attempts + 1, locked_by = @owner, locked_until = now() + @lease
+        SET attempts = e.attempts + 1, locked_by = @owner, locked_until = statement_timestamp() + @lease
         WHERE e.id = (
           SELECT c.id FROM events c
           WHERE c.id = @id

@@ -139,6 +139,34 @@ public sealed class RecoveryTests
         });
     }
 
+    [Test]
+    public async Task AClaimThatWaitedForTheClaimLockStillGetsItsWholeLease()
+    {
+        var id = await _db.InsertEventAsync("test.recorded", new { text = "x" });
+        var options = new EventProcessorOptions
+        {
+            ConnectionString = _db.ConnectionString,
+            InstanceName = "claimer",
+            LeaseDuration = TimeSpan.FromSeconds(6),
+        };
+        await using var database = new EventProcessor.Storage.EventDatabase(options);
+        var claimer = new EventClaimer(database, options, TimeProvider.System);
+
+        // Another claimer holds the claim lock for 3 s: this claim's transaction starts, then waits.
+        await using var other = await _db.DataSource.OpenConnectionAsync();
+        var holdLock = EventProcessor.Storage.EventSql.TakeClaimLock.Replace("pg_advisory_xact_lock", "pg_advisory_lock", StringComparison.Ordinal);
+        await other.ExecuteAsync(holdLock);
+        var claim = claimer.ClaimBatchAsync(10, onDemand: false, CancellationToken.None);
+        await WaitUntilAsync(async () => await _db.ScalarAsync<long>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0);
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        await other.ExecuteAsync(holdLock.Replace("pg_advisory_lock", "pg_advisory_unlock", StringComparison.Ordinal));
+        Assert.That((await claim.WaitAsync(TimeSpan.FromSeconds(10))).Select(e => e.Id), Is.EqualTo(new[] { id }));
+
+        var left = await _db.ScalarAsync<double>(
+            "SELECT extract(epoch FROM locked_until - clock_timestamp())::float8 FROM events WHERE id = @id", new { id });
+        Assert.That(left, Is.GreaterThan(5), "the lease runs from when the claim ran, not from when it began to wait (3 s earlier)");
+    }
+
     private static async Task WaitUntilAsync(Func<Task<bool>> condition)
     {
         var deadline = DateTime.UtcNow.AddSeconds(10);
