@@ -33,9 +33,7 @@ internal static class EventSql
     /// committed, which the lease already covers: the event's handler writes go with it and it runs again. Nothing
     /// else in the transaction is weakened, and the setting ends with it.
     /// </summary>
-    public const string PrepareAcknowledgement =
-        "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('jit', 'off', true), " +
-        "set_config('synchronous_commit', 'off', true)";
+    public const string PrepareAcknowledgement = PinIndexPlans + ", set_config('synchronous_commit', 'off', true)";
 
     // The columns a claim returns, shared by both claims so that the reader has one shape to read.
     private const string ClaimedColumns =

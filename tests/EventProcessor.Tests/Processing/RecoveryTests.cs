@@ -157,7 +157,10 @@ public sealed class RecoveryTests
         var holdLock = EventProcessor.Storage.EventSql.TakeClaimLock.Replace("pg_advisory_xact_lock", "pg_advisory_lock", StringComparison.Ordinal);
         await other.ExecuteAsync(holdLock);
         var claim = claimer.ClaimBatchAsync(10, onDemand: false, CancellationToken.None);
-        await WaitUntilAsync(async () => await _db.ScalarAsync<long>("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted") > 0);
+        await WaitUntilAsync(async () => await _db.ScalarAsync<long>("""
+            SELECT count(*) FROM pg_locks
+            WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            """) > 0);
         await Task.Delay(TimeSpan.FromSeconds(3));
         await other.ExecuteAsync(holdLock.Replace("pg_advisory_lock", "pg_advisory_unlock", StringComparison.Ordinal));
         Assert.That((await claim.WaitAsync(TimeSpan.FromSeconds(10))).Select(e => e.Id), Is.EqualTo(new[] { id }));
