@@ -16,6 +16,8 @@ public sealed class EventEngine : IDisposable
     private readonly EventClaimer _claimer;
     private readonly BatchRunner _runner;
     private readonly SuspectGate _gate;
+    private readonly Combiner<int, SharedClaim> _sharedClaims;
+    private readonly HeldEvents _held;
     private readonly EventDatabase _database;
     private readonly ResiliencePipeline _waitForDatabase;
     private readonly SemaphoreSlim _wake;
@@ -23,6 +25,7 @@ public sealed class EventEngine : IDisposable
     internal EventEngine(
         EventClaimer claimer,
         BatchRunner runner,
+        HeldEvents held,
         EventDatabase database,
         ProcessingStats stats,
         HandlerRegistry registry,
@@ -32,11 +35,13 @@ public sealed class EventEngine : IDisposable
     {
         _claimer = claimer;
         _runner = runner;
+        _held = held;
         _database = database;
         Stats = stats;
         Registry = registry;
         Options = options;
         _gate = new SuspectGate(options);
+        _sharedClaims = new Combiner<int, SharedClaim>(ClaimSharesAsync);
         _wake = new SemaphoreSlim(0, options.Workers);
         _waitForDatabase = DatabaseResilience.Create(logger, timeProvider);
     }
@@ -57,7 +62,7 @@ public sealed class EventEngine : IDisposable
     /// Claims one batch now and runs it; returns each claimed event's id and fate, in claim order. Does not wait out
     /// a database outage.
     /// </summary>
-    public Task<IReadOnlyList<EventRunResult>> RunBatchNowAsync(CancellationToken stopping) => ClaimAndRunAsync(waitOutOutage: false, stopping);
+    public Task<IReadOnlyList<EventRunResult>> RunBatchNowAsync(CancellationToken stopping) => ClaimAndRunAsync(stopping);
 
     /// <summary>Claims one event by id now, skipping any backoff, and runs it.</summary>
     /// <param name="eventId">The event to run.</param>
@@ -106,18 +111,58 @@ public sealed class EventEngine : IDisposable
         }
     }
 
-    internal async Task<int> RunBatchAsync(bool waitOutOutage, CancellationToken stopping) =>
-        (await ClaimAndRunAsync(waitOutOutage, stopping)).Count;
-
-    private async Task<IReadOnlyList<EventRunResult>> ClaimAndRunAsync(bool waitOutOutage, CancellationToken stopping)
+    /// <summary>
+    /// A poll loop's turn: claims its share of a claim made for every loop waiting to claim (see
+    /// <see cref="SharedClaim"/>), waiting out a database outage, and runs it in batches of
+    /// <see cref="EventProcessorOptions.BatchSize"/>. Returns true when the claim came back full: more may be waiting.
+    /// </summary>
+    internal async Task<bool> RunSharedBatchAsync(CancellationToken stopping)
     {
         using var pass = await _gate.EnterAsync(stopping);
-        var claimed = waitOutOutage
-            ? await _waitForDatabase.ExecuteAsync(
-                static async (state, token) => await state._claimer.ClaimBatchAsync(state.Options.BatchSize, onDemand: false, token),
-                this,
-                stopping)
-            : await _claimer.ClaimBatchAsync(Options.BatchSize, onDemand: true, stopping);
+        var claim = await _waitForDatabase.ExecuteAsync(
+            static async (state, token) => await state._sharedClaims.RunAsync(0, token),
+            this,
+            stopping);
+        var claimed = claim.Events;
+        if (claimed.Count == 0)
+        {
+            return claim.Full;
+        }
+
+        Stats.Claimed(claimed.Count);
+        _held.Add(claimed);
+        try
+        {
+            // A share longer than a batch (an aggregate's run) goes in batches, one after the other; an aggregate whose
+            // event did not complete in one has its later events released unrun in the next, as inside one batch.
+            var unfinishedAggregates = new HashSet<Guid>();
+            for (var start = 0; start < claimed.Count; start += Options.BatchSize)
+            {
+                var batch = claimed.GetRange(start, Math.Min(Options.BatchSize, claimed.Count - start));
+                await RunAsync(pass, batch, stopping, unfinishedAggregates);
+            }
+        }
+        finally
+        {
+            _held.Remove(claimed);
+            Stats.Finished(claimed.Count);
+        }
+
+        return claim.Full;
+    }
+
+    private async Task<IReadOnlyList<SharedClaim>> ClaimSharesAsync(IReadOnlyList<int> loops, CancellationToken cancellationToken)
+    {
+        var limit = Options.BatchSize * loops.Count;
+        var claimed = await _claimer.ClaimBatchAsync(limit, onDemand: false, cancellationToken);
+        var full = claimed.Count == limit;
+        return [.. SharedClaim.Split(claimed, loops.Count, Options.BatchSize).Select(share => new SharedClaim(share, full))];
+    }
+
+    private async Task<IReadOnlyList<EventRunResult>> ClaimAndRunAsync(CancellationToken stopping)
+    {
+        using var pass = await _gate.EnterAsync(stopping);
+        var claimed = await _claimer.ClaimBatchAsync(Options.BatchSize, onDemand: true, stopping);
         if (claimed.Count == 0)
         {
             return [];
@@ -136,7 +181,11 @@ public sealed class EventEngine : IDisposable
     }
 
     /// <summary>Runs a claimed batch; a suspect (see <see cref="SuspectGate"/>) first waits to have the process to itself.</summary>
-    private async Task<ExecutionResult[]> RunAsync(SuspectGate.Pass pass, IReadOnlyList<Events.StoredEvent> claimed, CancellationToken stopping)
+    private async Task<ExecutionResult[]> RunAsync(
+        SuspectGate.Pass pass,
+        IReadOnlyList<Events.StoredEvent> claimed,
+        CancellationToken stopping,
+        HashSet<Guid>? unfinishedAggregates = null)
     {
         if (SuspectGate.IsSuspect(claimed))
         {
@@ -154,7 +203,7 @@ public sealed class EventEngine : IDisposable
             }
         }
 
-        return await _runner.RunAsync(claimed, stopping);
+        return await _runner.RunAsync(claimed, stopping, unfinishedAggregates: unfinishedAggregates);
     }
 
     /// <inheritdoc />
@@ -162,6 +211,7 @@ public sealed class EventEngine : IDisposable
     {
         _wake.Dispose();
         _gate.Dispose();
+        _sharedClaims.Dispose();
     }
 
     internal Task WaitForWorkAsync(TimeSpan timeout, CancellationToken stopping) => _wake.WaitAsync(timeout, stopping);

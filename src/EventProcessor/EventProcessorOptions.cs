@@ -17,11 +17,12 @@ public sealed class EventProcessorOptions
     /// </summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>The most events claimed in one batch. Default 20.</summary>
+    /// <summary>The most events in one batch: one transaction for the handlers that write, one completion. Default 20.</summary>
     public int BatchSize { get; set; } = 20;
 
     /// <summary>
-    /// How many batches one instance runs at once, each claimed by its own poll loop. Events of one aggregate never run
+    /// How many batches one instance runs at once, one per poll loop; loops that want to claim at the same moment share
+    /// one claim of up to <see cref="BatchSize"/> × loops (see <c>SharedClaim</c>). Events of one aggregate never run
     /// at the same time or out of order, whichever loop or instance claims them: a claim skips every aggregate another
     /// claim holds. Default 4.
     /// </summary>

@@ -41,6 +41,7 @@ public static class EventProcessorServiceCollectionExtensions
         services.AddSingleton(sp => new EventEngine(
             sp.GetRequiredService<EventClaimer>(),
             sp.GetRequiredService<BatchRunner>(),
+            sp.GetRequiredService<HeldEvents>(),
             sp.GetRequiredService<EventDatabase>(),
             sp.GetRequiredService<ProcessingStats>(),
             sp.GetRequiredService<HandlerRegistry>(),

@@ -21,23 +21,36 @@ internal sealed class BatchRunner(
     IServiceScopeFactory scopes,
     EventProcessorOptions options,
     TimeProvider timeProvider,
-    ILogger<BatchRunner> logger)
+    ILogger<BatchRunner> logger) : IDisposable
 {
     // After shutdown starts, how long a completion may wait for the database beyond the handler grace period.
     private static readonly TimeSpan CompletionGraceOnShutdown = TimeSpan.FromSeconds(3);
 
     private readonly ResiliencePipeline _waitForDatabase = DatabaseResilience.Create(logger, timeProvider);
 
+    // Batches whose handlers wrote nothing complete together: one statement for every batch that finished while the
+    // last one was being written.
+    private readonly Combiner<(EventAttempt[] Attempts, ExecutionResult[] Results), HashSet<Guid>> _completions =
+        new((batches, token) => CompleteTogetherAsync(database, completer, batches, token));
+
     /// <param name="claimed">The claimed events, in FIFO order.</param>
     /// <param name="stopping">Fires on shutdown: no new event starts, and the running one has <see cref="EventProcessorOptions.ShutdownGrace"/> left.</param>
     /// <returns>The fate of each event, in the order given.</returns>
     /// <param name="releaseReason">When given, nothing runs: every event is released with this reason, its attempt given back.</param>
-    public async Task<ExecutionResult[]> RunAsync(IReadOnlyList<StoredEvent> claimed, CancellationToken stopping, string? releaseReason = null)
+    /// <param name="unfinishedAggregates">
+    /// Aggregates whose earlier event, in an earlier batch of the same claim, did not complete: their events here are
+    /// released unrun. Updated with this batch's.
+    /// </param>
+    public async Task<ExecutionResult[]> RunAsync(
+        IReadOnlyList<StoredEvent> claimed,
+        CancellationToken stopping,
+        string? releaseReason = null,
+        HashSet<Guid>? unfinishedAggregates = null)
     {
         held.Add(claimed);
         try
         {
-            return await RunHeldAsync(claimed, releaseReason, stopping);
+            return await RunHeldAsync(claimed, releaseReason, unfinishedAggregates ?? [], stopping);
         }
         finally
         {
@@ -45,7 +58,11 @@ internal sealed class BatchRunner(
         }
     }
 
-    private async Task<ExecutionResult[]> RunHeldAsync(IReadOnlyList<StoredEvent> claimed, string? releaseReason, CancellationToken stopping)
+    private async Task<ExecutionResult[]> RunHeldAsync(
+        IReadOnlyList<StoredEvent> claimed,
+        string? releaseReason,
+        HashSet<Guid> unfinishedAggregates,
+        CancellationToken stopping)
     {
         var attempts = new EventAttempt[claimed.Count];
         var results = new ExecutionResult[claimed.Count];
@@ -60,7 +77,6 @@ internal sealed class BatchRunner(
         await using (var scope = scopes.CreateAsyncScope())
         await using (var session = new BatchSession(database.DataSource))
         {
-            HashSet<Guid>? unfinishedAggregates = null;
             for (var i = 0; i < claimed.Count; i++)
             {
                 var storedEvent = claimed[i];
@@ -77,7 +93,7 @@ internal sealed class BatchRunner(
                 {
                     results[i] = ExecutionResult.Released("Released: the batch's database session was lost.");
                 }
-                else if (storedEvent.AggregateId is { } waiting && unfinishedAggregates?.Contains(waiting) == true)
+                else if (storedEvent.AggregateId is { } waiting && unfinishedAggregates.Contains(waiting))
                 {
                     results[i] = ExecutionResult.Released("Released: an earlier event of its aggregate did not complete.");
                 }
@@ -91,7 +107,7 @@ internal sealed class BatchRunner(
 
                 if (results[i].Kind is OutcomeKind.RetryLater or OutcomeKind.Released && storedEvent.AggregateId is { } aggregate)
                 {
-                    (unfinishedAggregates ??= []).Add(aggregate);
+                    unfinishedAggregates.Add(aggregate);
                 }
             }
 
@@ -139,13 +155,22 @@ internal sealed class BatchRunner(
             ReleaseTransactionWriters(attempts, results, "the connection broke or a handler ran away with it");
         }
 
-        return await _waitForDatabase.ExecuteAsync(
-            async token =>
-            {
-                await using var connection = await database.DataSource.OpenConnectionAsync(token);
-                return await completer.CompleteAsync(connection, null, attempts, results, token);
-            },
-            giveUp);
+        return await _waitForDatabase.ExecuteAsync(async token => await _completions.RunAsync((attempts, results), token), giveUp);
+    }
+
+    private static async Task<IReadOnlyList<HashSet<Guid>>> CompleteTogetherAsync(
+        EventDatabase database,
+        EventCompleter completer,
+        IReadOnlyList<(EventAttempt[] Attempts, ExecutionResult[] Results)> batches,
+        CancellationToken cancellationToken)
+    {
+        var attempts = batches.Count == 1 ? batches[0].Attempts : [.. batches.SelectMany(b => b.Attempts)];
+        var results = batches.Count == 1 ? batches[0].Results : [.. batches.SelectMany(b => b.Results)];
+        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        var applied = await completer.CompleteAsync(connection, null, attempts, results, cancellationToken);
+
+        // Each batch looks up its own ids in the one set.
+        return [.. batches.Select(_ => applied)];
     }
 
     private void ReleaseTransactionWriters(EventAttempt[] attempts, ExecutionResult[] results, string reason)
@@ -213,4 +238,6 @@ internal sealed class BatchRunner(
             Log.LeaseLost(logger, lost);
         }
     }
+
+    public void Dispose() => _completions.Dispose();
 }

@@ -33,10 +33,10 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
     {
         while (!stoppingToken.IsCancellationRequested)
         {
-            var claimed = 0;
+            var more = false;
             try
             {
-                claimed = await engine.RunBatchAsync(waitOutOutage: true, stoppingToken);
+                more = await engine.RunSharedBatchAsync(stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -47,7 +47,7 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
                 Log.PollFailed(logger, options.PollInterval, exception);
             }
 
-            if (claimed == options.BatchSize)
+            if (more)
             {
                 // More is waiting: go round again at once, and wake a sleeping loop to claim beside this one.
                 engine.Wake();

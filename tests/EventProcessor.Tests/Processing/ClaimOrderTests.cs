@@ -21,8 +21,10 @@ public sealed class ClaimOrderTests
 
     /// <summary>
     /// Each claim takes the head of the FIFO, so the claims, one after another (the claim lock serialises them),
-    /// take the events in created_at, id order; each batch runs in that order. Batches of several poll loops run side
-    /// by side, so events of different batches are not handled in one global order: only their claims are.
+    /// take the events in created_at, id order. A claim serves every poll loop waiting to claim (at most
+    /// BATCH_SIZE × WORKERS events), and the loops' batches run side by side, so events of different batches are not
+    /// handled in one global order: only their claims are. That each batch runs in FIFO order is
+    /// <see cref="SharedClaimTests"/>'s to show, where a batch can be told from a claim.
     /// </summary>
     [Test]
     public async Task ClaimsEventsInCreatedAtThenIdOrderAndHandlesEachBatchInIt()
@@ -69,12 +71,8 @@ public sealed class ClaimOrderTests
         {
             Assert.That(host.Engine.Options.Workers, Is.GreaterThan(1), "precondition: several poll loops");
             Assert.That(batches.SelectMany(b => b), Is.EqualTo(ordered), "claim after claim, the FIFO in created_at, id order");
-            Assert.That(batches.Select(b => b.Length), Has.All.LessThanOrEqualTo(7));
+            Assert.That(batches.Select(b => b.Length), Has.All.LessThanOrEqualTo(7 * host.Engine.Options.Workers));
             Assert.That(handled, Is.EquivalentTo(ordered), "every event handled once");
-            foreach (var batch in batches)
-            {
-                Assert.That(handled.Where(batch.Contains), Is.EqualTo(batch), "each batch handled in its claim's order");
-            }
         });
     }
 

@@ -133,9 +133,10 @@ public sealed class PendingEventListenerTests
     }
 
     /// <summary>
-    /// Starts an engine and waits until it sleeps: each loop has made its first claim, and the listener, once
-    /// listening, has woken one loop for one more. From then on only a notification, or the poll a minute later,
-    /// makes it claim.
+    /// Starts an engine and waits until it sleeps: each loop has made its first claim (loops that wait to claim at
+    /// the same moment share one, so one or two claims), and the listener, once listening, has woken one loop for one
+    /// more; then no claim for half a second. From then on only a notification, or the poll a minute later, makes it
+    /// claim.
     /// </summary>
     private async Task<EngineHost> StartAsleepAsync()
     {
@@ -148,9 +149,21 @@ public sealed class PendingEventListenerTests
                 o.Workers = Workers;
             },
             s => s.AddSingleton(_recorder).AddSingleton(new Failures()));
+        var claims = -1L;
+        var since = Stopwatch.StartNew();
         await TestDatabase.WaitUntilAsync(
-            async () => await _db.ScalarAsync<long>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM update_statements") >= Workers + 1,
-            "the engine has claimed once per loop, and once more when its listener woke it");
+            async () =>
+            {
+                var now = await _db.ScalarAsync<long>("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM update_statements");
+                if (now != claims)
+                {
+                    (claims, since) = (now, Stopwatch.StartNew());
+                    return false;
+                }
+
+                return claims >= 2 && since.Elapsed >= TimeSpan.FromMilliseconds(500) && (await ListenerPidsAsync()).Count == 1;
+            },
+            "the engine has made its first claims, and one more when its listener woke it, and then none");
         return host;
     }
 
