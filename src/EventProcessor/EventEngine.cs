@@ -114,41 +114,65 @@ public sealed class EventEngine : IDisposable
     /// <summary>
     /// A poll loop's turn: claims its share of a claim made for every loop waiting to claim (see
     /// <see cref="SharedClaim"/>), waiting out a database outage, and runs it in batches of
-    /// <see cref="EventProcessorOptions.BatchSize"/>. Returns true when the claim came back full: more may be waiting.
+    /// <see cref="EventProcessorOptions.BatchSize"/>. Returns once the handlers are done, with whether the claim came
+    /// back full (more may be waiting) and the writing of the fates, which the loop lets run while it claims again.
+    /// The events stay held, and the turn keeps its place in the <see cref="SuspectGate"/>, until their fates are
+    /// written.
     /// </summary>
-    internal async Task<bool> RunSharedBatchAsync(CancellationToken stopping)
+    internal async Task<(bool More, Task Writing)> RunSharedBatchAsync(CancellationToken stopping)
     {
-        using var pass = await _gate.EnterAsync(stopping);
-        var claim = await _waitForDatabase.ExecuteAsync(
-            static async (state, token) => await state._sharedClaims.RunAsync(0, token),
-            this,
-            stopping);
-        var claimed = claim.Events;
-        if (claimed.Count == 0)
-        {
-            return claim.Full;
-        }
-
-        Stats.Claimed(claimed.Count);
-        _held.Add(claimed);
+        var pass = await _gate.EnterAsync(stopping);
+        var writes = new List<Task>();
+        List<Events.StoredEvent> claimed = [];
         try
         {
+            var claim = await _waitForDatabase.ExecuteAsync(
+                static async (state, token) => await state._sharedClaims.RunAsync(0, token),
+                this,
+                stopping);
+            claimed = claim.Events;
+            Stats.Claimed(claimed.Count);
+            _held.Add(claimed);
+
             // A share longer than a batch (an aggregate's run) goes in batches, one after the other; an aggregate whose
             // event did not complete in one has its later events released unrun in the next, as inside one batch.
             var unfinishedAggregates = new HashSet<Guid>();
             for (var start = 0; start < claimed.Count; start += Options.BatchSize)
             {
                 var batch = claimed.GetRange(start, Math.Min(Options.BatchSize, claimed.Count - start));
-                await RunAsync(pass, batch, stopping, unfinishedAggregates);
+                writes.Add(await StartAsync(pass, batch, stopping, unfinishedAggregates));
             }
+
+            return (claim.Full, FinishTurnAsync(pass, claimed, writes));
+        }
+        catch
+        {
+            try
+            {
+                await FinishTurnAsync(pass, claimed, writes);
+            }
+            catch (Exception exception) when (exception is not OutOfMemoryException)
+            {
+                // The turn's own failure is the one to report.
+            }
+
+            throw;
+        }
+    }
+
+    // Once every batch's fates are written: the turn's events are no longer held, and its place in the gate is free.
+    private async Task FinishTurnAsync(SuspectGate.Pass pass, List<Events.StoredEvent> claimed, List<Task> writes)
+    {
+        try
+        {
+            await Task.WhenAll(writes);
         }
         finally
         {
             _held.Remove(claimed);
             Stats.Finished(claimed.Count);
+            pass.Dispose();
         }
-
-        return claim.Full;
     }
 
     private async Task<IReadOnlyList<SharedClaim>> ClaimSharesAsync(IReadOnlyList<int> loops, CancellationToken cancellationToken)
@@ -180,8 +204,15 @@ public sealed class EventEngine : IDisposable
         }
     }
 
-    /// <summary>Runs a claimed batch; a suspect (see <see cref="SuspectGate"/>) first waits to have the process to itself.</summary>
-    private async Task<ExecutionResult[]> RunAsync(
+    /// <summary>Runs a claimed batch and writes its fates; see <see cref="StartAsync"/>.</summary>
+    private async Task<ExecutionResult[]> RunAsync(SuspectGate.Pass pass, IReadOnlyList<Events.StoredEvent> claimed, CancellationToken stopping) =>
+        await await StartAsync(pass, claimed, stopping);
+
+    /// <summary>
+    /// Runs a claimed batch's handlers, and returns the writing of its fates (<see cref="BatchRunner.StartAsync"/>); a
+    /// suspect (see <see cref="SuspectGate"/>) first waits to have the process to itself.
+    /// </summary>
+    private async Task<Task<ExecutionResult[]>> StartAsync(
         SuspectGate.Pass pass,
         IReadOnlyList<Events.StoredEvent> claimed,
         CancellationToken stopping,
@@ -193,7 +224,7 @@ public sealed class EventEngine : IDisposable
             {
                 if (!await pass.RunAloneAsync(stopping))
                 {
-                    return await _runner.RunAsync(
+                    return await _runner.StartAsync(
                         claimed, stopping, "Released: another suspect runs alone in this process first (it may crash it).");
                 }
             }
@@ -203,7 +234,7 @@ public sealed class EventEngine : IDisposable
             }
         }
 
-        return await _runner.RunAsync(claimed, stopping, unfinishedAggregates: unfinishedAggregates);
+        return await _runner.StartAsync(claimed, stopping, unfinishedAggregates: unfinishedAggregates);
     }
 
     /// <inheritdoc />

@@ -33,89 +33,131 @@ internal sealed class BatchRunner(
     private readonly Combiner<(EventAttempt[] Attempts, ExecutionResult[] Results), HashSet<Guid>> _completions =
         new((batches, token) => CompleteTogetherAsync(database, completer, batches, token));
 
+    /// <summary>Runs a batch and writes its fates; returns once they are written.</summary>
+    /// <inheritdoc cref="StartAsync"/>
+    public async Task<ExecutionResult[]> RunAsync(
+        IReadOnlyList<StoredEvent> claimed,
+        CancellationToken stopping,
+        string? releaseReason = null,
+        HashSet<Guid>? unfinishedAggregates = null) =>
+        await await StartAsync(claimed, stopping, releaseReason, unfinishedAggregates);
+
+    /// <summary>
+    /// Runs a batch's handlers and returns once they are done, with the task that writes their fates. When no handler
+    /// wrote, the fates go to the next completion statement (see <see cref="_completions"/>) and the poll loop can claim
+    /// again while they are written; otherwise they are written, in the batch's transaction, before this returns.
+    /// </summary>
     /// <param name="claimed">The claimed events, in FIFO order.</param>
     /// <param name="stopping">Fires on shutdown: no new event starts, and the running one has <see cref="EventProcessorOptions.ShutdownGrace"/> left.</param>
-    /// <returns>The fate of each event, in the order given.</returns>
     /// <param name="releaseReason">When given, nothing runs: every event is released with this reason, its attempt given back.</param>
     /// <param name="unfinishedAggregates">
     /// Aggregates whose earlier event, in an earlier batch of the same claim, did not complete: their events here are
     /// released unrun. Updated with this batch's.
     /// </param>
-    public async Task<ExecutionResult[]> RunAsync(
+    /// <returns>The writing of the fates, which gives the fate of each event, in the order given.</returns>
+    public async Task<Task<ExecutionResult[]>> StartAsync(
         IReadOnlyList<StoredEvent> claimed,
         CancellationToken stopping,
         string? releaseReason = null,
         HashSet<Guid>? unfinishedAggregates = null)
     {
         held.Add(claimed);
+        var deadlines = new ShutdownDeadlines(options, timeProvider, stopping);
+        var handedOff = false;
         try
         {
-            return await RunHeldAsync(claimed, releaseReason, unfinishedAggregates ?? [], stopping);
-        }
-        finally
-        {
-            held.Remove(claimed);
-        }
-    }
-
-    private async Task<ExecutionResult[]> RunHeldAsync(
-        IReadOnlyList<StoredEvent> claimed,
-        string? releaseReason,
-        HashSet<Guid> unfinishedAggregates,
-        CancellationToken stopping)
-    {
-        var attempts = new EventAttempt[claimed.Count];
-        var results = new ExecutionResult[claimed.Count];
-        using var abort = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
-        using var giveUp = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
-        await using var onStop = stopping.Register(() =>
-        {
-            abort.CancelAfter(options.ShutdownGrace);
-            giveUp.CancelAfter(options.ShutdownGrace + CompletionGraceOnShutdown);
-        });
-
-        await using (var scope = scopes.CreateAsyncScope())
-        await using (var session = new BatchSession(database.DataSource))
-        {
-            for (var i = 0; i < claimed.Count; i++)
+            var attempts = new EventAttempt[claimed.Count];
+            var results = new ExecutionResult[claimed.Count];
+            await using (var scope = scopes.CreateAsyncScope())
+            await using (var session = new BatchSession(database.DataSource))
             {
-                var storedEvent = claimed[i];
-                attempts[i] = new EventAttempt(storedEvent, session, options.SerializerOptions);
-                if (releaseReason is not null)
+                await RunHandlersAsync(claimed, attempts, results, releaseReason, unfinishedAggregates ?? [], session, scope.ServiceProvider, deadlines.Abort, stopping);
+                if (session.OpenTransaction is not null || session.IsLost)
                 {
-                    results[i] = ExecutionResult.Released(releaseReason);
-                }
-                else if (stopping.IsCancellationRequested)
-                {
-                    results[i] = ExecutionResult.Released("Released on shutdown before it started.");
-                }
-                else if (session.IsLost)
-                {
-                    results[i] = ExecutionResult.Released("Released: the batch's database session was lost.");
-                }
-                else if (storedEvent.AggregateId is { } waiting && unfinishedAggregates.Contains(waiting))
-                {
-                    results[i] = ExecutionResult.Released("Released: an earlier event of its aggregate did not complete.");
-                }
-                else
-                {
-                    using (logger.BeginScope(new EventLogScope(storedEvent)))
-                    {
-                        results[i] = await executor.ExecuteAsync(attempts[i], session, scope.ServiceProvider, abort.Token);
-                    }
-                }
-
-                if (results[i].Kind is OutcomeKind.RetryLater or OutcomeKind.Released && storedEvent.AggregateId is { } aggregate)
-                {
-                    unfinishedAggregates.Add(aggregate);
+                    var applied = await CompleteAsync(attempts, results, session, deadlines.GiveUp);
+                    Report(attempts, results, applied);
+                    return Task.FromResult(results);
                 }
             }
 
-            var applied = await CompleteAsync(attempts, results, session, giveUp.Token);
-            Report(attempts, results, applied);
+            handedOff = true;
+            return WriteFatesAsync(claimed, attempts, results, deadlines);
         }
+        finally
+        {
+            if (!handedOff)
+            {
+                deadlines.Dispose();
+                held.Remove(claimed);
+            }
+        }
+    }
 
-        return results;
+    private async Task RunHandlersAsync(
+        IReadOnlyList<StoredEvent> claimed,
+        EventAttempt[] attempts,
+        ExecutionResult[] results,
+        string? releaseReason,
+        HashSet<Guid> unfinishedAggregates,
+        BatchSession session,
+        IServiceProvider services,
+        CancellationToken abort,
+        CancellationToken stopping)
+    {
+        for (var i = 0; i < claimed.Count; i++)
+        {
+            var storedEvent = claimed[i];
+            attempts[i] = new EventAttempt(storedEvent, session, options.SerializerOptions);
+            if (releaseReason is not null)
+            {
+                results[i] = ExecutionResult.Released(releaseReason);
+            }
+            else if (stopping.IsCancellationRequested)
+            {
+                results[i] = ExecutionResult.Released("Released on shutdown before it started.");
+            }
+            else if (session.IsLost)
+            {
+                results[i] = ExecutionResult.Released("Released: the batch's database session was lost.");
+            }
+            else if (storedEvent.AggregateId is { } waiting && unfinishedAggregates.Contains(waiting))
+            {
+                results[i] = ExecutionResult.Released("Released: an earlier event of its aggregate did not complete.");
+            }
+            else
+            {
+                using (logger.BeginScope(new EventLogScope(storedEvent)))
+                {
+                    results[i] = await executor.ExecuteAsync(attempts[i], session, services, abort);
+                }
+            }
+
+            if (results[i].Kind is OutcomeKind.RetryLater or OutcomeKind.Released && storedEvent.AggregateId is { } aggregate)
+            {
+                unfinishedAggregates.Add(aggregate);
+            }
+        }
+    }
+
+    // The fates of a batch whose handlers wrote nothing: the events stay held (their leases renewed) until written.
+    private async Task<ExecutionResult[]> WriteFatesAsync(
+        IReadOnlyList<StoredEvent> claimed,
+        EventAttempt[] attempts,
+        ExecutionResult[] results,
+        ShutdownDeadlines deadlines)
+    {
+        try
+        {
+            var applied = await _waitForDatabase.ExecuteAsync(
+                async token => await _completions.RunAsync((attempts, results), token), deadlines.GiveUp);
+            Report(attempts, results, applied);
+            return results;
+        }
+        finally
+        {
+            deadlines.Dispose();
+            held.Remove(claimed);
+        }
     }
 
     private async Task<HashSet<Guid>> CompleteAsync(
@@ -240,4 +282,38 @@ internal sealed class BatchRunner(
     }
 
     public void Dispose() => _completions.Dispose();
+
+    /// <summary>
+    /// On shutdown, the running handler is cancelled after <see cref="EventProcessorOptions.ShutdownGrace"/>
+    /// (<see cref="Abort"/>), and the writing of the fates gives up <see cref="CompletionGraceOnShutdown"/> later
+    /// (<see cref="GiveUp"/>).
+    /// </summary>
+    private sealed class ShutdownDeadlines : IDisposable
+    {
+        private readonly CancellationTokenSource _abort;
+        private readonly CancellationTokenSource _giveUp;
+        private readonly CancellationTokenRegistration _onStop;
+
+        public ShutdownDeadlines(EventProcessorOptions options, TimeProvider timeProvider, CancellationToken stopping)
+        {
+            _abort = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+            _giveUp = new CancellationTokenSource(Timeout.InfiniteTimeSpan, timeProvider);
+            _onStop = stopping.Register(() =>
+            {
+                _abort.CancelAfter(options.ShutdownGrace);
+                _giveUp.CancelAfter(options.ShutdownGrace + CompletionGraceOnShutdown);
+            });
+        }
+
+        public CancellationToken Abort => _abort.Token;
+
+        public CancellationToken GiveUp => _giveUp.Token;
+
+        public void Dispose()
+        {
+            _onStop.Dispose();
+            _abort.Dispose();
+            _giveUp.Dispose();
+        }
+    }
 }

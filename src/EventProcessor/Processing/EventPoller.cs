@@ -31,37 +31,68 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
 
     private async Task LoopAsync(CancellationToken stoppingToken)
     {
-        while (!stoppingToken.IsCancellationRequested)
+        // The fates of this loop's last batch, written while it claims and runs the next: at most one batch written
+        // and one running per loop.
+        var writing = Task.CompletedTask;
+        try
         {
-            var more = false;
-            try
+            while (!stoppingToken.IsCancellationRequested)
             {
-                more = await engine.RunSharedBatchAsync(stoppingToken);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                break;
-            }
-            catch (Exception exception)
-            {
-                Log.PollFailed(logger, options.PollInterval, exception);
-            }
+                var more = false;
+                try
+                {
+                    (more, var next) = await engine.RunSharedBatchAsync(stoppingToken);
+                    var previous = writing;
+                    writing = next;
+                    await previous;
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    break;
+                }
+                catch (Exception exception)
+                {
+                    Log.PollFailed(logger, options.PollInterval, exception);
+                }
 
-            if (more)
-            {
-                // More is waiting: go round again at once, and wake a sleeping loop to claim beside this one.
-                engine.Wake();
-                continue;
-            }
+                if (more)
+                {
+                    // More is waiting: go round again at once, and wake a sleeping loop to claim beside this one.
+                    engine.Wake();
+                    continue;
+                }
 
-            try
-            {
-                await engine.WaitForWorkAsync(options.PollInterval, stoppingToken);
+                await WrittenAsync(writing);
+                writing = Task.CompletedTask;
+                try
+                {
+                    await engine.WaitForWorkAsync(options.PollInterval, stoppingToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
             }
-            catch (OperationCanceledException)
-            {
-                break;
-            }
+        }
+        finally
+        {
+            await WrittenAsync(writing);
+        }
+    }
+
+    private async Task WrittenAsync(Task writing)
+    {
+        try
+        {
+            await writing;
+        }
+        catch (OperationCanceledException)
+        {
+            // Gave up on shutdown: the events are released by their leases running out.
+        }
+        catch (Exception exception)
+        {
+            Log.PollFailed(logger, options.PollInterval, exception);
         }
     }
 }

@@ -178,6 +178,57 @@ public sealed class SharedClaimTests
         });
     }
 
+    /// <summary>
+    /// One loop, batches of 5. The first batch's completion is held up inside PostgreSQL (a trigger waits for a lock the
+    /// test holds): the loop runs its second batch meanwhile, and no third, since a loop has at most one batch's fates
+    /// being written while it runs the next. Once the completion goes through, everything is written once.
+    /// </summary>
+    [Test]
+    public async Task A_loop_runs_its_next_batch_while_the_last_ones_fates_are_written_and_no_further()
+    {
+        await _db.ExecuteAsync(
+            """
+            CREATE FUNCTION hold_completion() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.processed AND NOT OLD.processed AND NEW.payload->>'text' = 'slow' THEN
+                PERFORM pg_advisory_xact_lock(42);
+              END IF;
+              RETURN NEW;
+            END;
+            $$;
+            CREATE TRIGGER hold_completion BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION hold_completion();
+            """);
+        var start = DateTimeOffset.UtcNow.AddMinutes(-1);
+        for (var i = 0; i < 15; i++)
+        {
+            await _db.InsertEventAsync("test.recorded", new { text = i == 0 ? "slow" : "x" }, createdAt: start.AddMilliseconds(i));
+        }
+
+        await using var holder = await _db.DataSource.OpenConnectionAsync();
+        await holder.ExecuteAsync("SELECT pg_advisory_lock(42)");
+        var recorder = new Recorder();
+        await using var host = await EngineHost.StartAsync(
+            _db,
+            p => p.AddHandler<RecordingHandler>(),
+            o => (o.BatchSize, o.Workers) = (5, 1),
+            s => s.AddSingleton(recorder).AddSingleton(new Failures()));
+
+        await TestDatabase.WaitUntilAsync(() => Task.FromResult(recorder.Calls.Count >= 10), "the second batch ran while the first was being written");
+        await Task.Delay(1000);
+        var handledWhileHeld = recorder.Calls.Count;
+        var processedWhileHeld = await _db.ScalarAsync<long>("SELECT count(*) FROM events WHERE processed");
+        await holder.ExecuteAsync("SELECT pg_advisory_unlock(42)");
+        await _db.WaitForProcessedAsync(15);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(handledWhileHeld, Is.EqualTo(10), "two batches ran, the third waited for the first's fates");
+            Assert.That(processedWhileHeld, Is.Zero, "the second batch's fates queue behind the first's");
+            Assert.That(recorder.Calls, Has.Count.EqualTo(15), "every event handled once");
+            Assert.That(recorder.Calls.Select(c => c.Attempt), Has.All.EqualTo(1));
+        });
+    }
+
     private static StoredEvent Event(Guid? aggregate) =>
         new(Guid.NewGuid(), "test", aggregate, null, "{}", "{}", 1, DateTimeOffset.UtcNow, null, null, 1, "c");
 }
