@@ -92,6 +92,7 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
         claim.Parameters.Add(new NpgsqlParameter<int>("limit", 1000));
         claim.Parameters.Add(new NpgsqlParameter<string>("owner", "bench"));
         claim.Parameters.Add(new NpgsqlParameter<TimeSpan>("lease", TimeSpan.FromSeconds(30)));
+        claim.Parameters.Add(new NpgsqlParameter<Guid[]>("held", []));
 
         var ids = (await connection.QueryAsync<Guid>("SELECT id FROM events WHERE NOT processed ORDER BY created_at, id LIMIT 1000", transaction: transaction)).ToArray();
         await using var complete = new NpgsqlCommand($"EXPLAIN (COSTS OFF) {EventProcessor.Storage.EventSql.CompleteBatch}", connection, transaction);

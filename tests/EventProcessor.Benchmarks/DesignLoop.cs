@@ -16,7 +16,7 @@ internal static class DesignLoop
         await database.ResetAsync(events, "bench.noop");
         var options = new EventProcessorOptions { ConnectionString = database.ConnectionString, BatchSize = batchSize };
         await using var eventDatabase = new EventDatabase(options);
-        var claimer = new EventClaimer(eventDatabase, options, TimeProvider.System);
+        var claimer = new EventClaimer(eventDatabase, options, new HeldEvents(), TimeProvider.System);
         var completer = new EventCompleter(options);
         var stopwatch = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, connections).Select(_ => Task.Run(() => LoopAsync(eventDatabase, claimer, completer, options))));

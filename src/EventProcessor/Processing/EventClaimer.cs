@@ -4,8 +4,13 @@ using Npgsql;
 
 namespace EventProcessor.Processing;
 
-/// <summary>Leases due events to this instance: a batch for the poll loop, or one event asked for by id.</summary>
-internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions options, TimeProvider timeProvider)
+/// <summary>
+/// Leases due events to this instance: a batch for the poll loop, or one event asked for by id. Never an event this
+/// process still holds (<see cref="HeldEvents"/>), even once its lease has run out (renewals failed through a database
+/// outage): this process writes that event's fate itself, and taking it again would count a second attempt and run
+/// it beside the first. Other instances rescue it when its lease runs out; this process, once it has let go of it.
+/// </summary>
+internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions options, HeldEvents held, TimeProvider timeProvider)
 {
     /// <param name="limit">The most events to claim.</param>
     /// <param name="onDemand">True for a run someone asked for: the connection wait is bounded (see <see cref="OpenAsync"/>).</param>
@@ -82,6 +87,7 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
     {
         parameters.Add(new NpgsqlParameter<string>("owner", options.InstanceName));
         parameters.Add(new NpgsqlParameter<TimeSpan>("lease", options.LeaseDuration));
+        parameters.Add(new NpgsqlParameter<Guid[]>("held", held.ToArray()));
     }
 
     private static async Task<List<StoredEvent>> ReadClaimedAsync(

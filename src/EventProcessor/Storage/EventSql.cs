@@ -45,18 +45,20 @@ internal static class EventSql
 
     /// <summary>
     /// Claims up to @limit due events in FIFO order and leases them to @owner. An event is due when it is not
-    /// processed, its backoff is over, and no one holds a live lease on it. Per-aggregate order: an event waits while
-    /// an earlier pending event of its aggregate waits for a retry or is held (or was held, and is being rescued);
-    /// earlier events that are due themselves come first in the same batch, so one batch can carry a run of one
-    /// aggregate. It also waits while any event of its aggregate is held, later ones included: an insert that
+    /// processed, its backoff is over, no one holds a live lease on it, and this process does not hold it (@held).
+    /// Per-aggregate order: an event waits while an earlier pending event of its aggregate waits for a retry or is held
+    /// (or was held, and is being rescued); earlier events that are due themselves come first in the same batch, so
+    /// one batch can carry a run of one aggregate. It also waits while any event of its aggregate is held, later ones included: an insert that
     /// commits late (its created_at is its transaction's start) can become visible while a later event of its
     /// aggregate is running, and must not run beside it. The attempt is counted here, committed before any handler
     /// runs.
     /// </summary>
     /// <remarks>
-    /// The held aggregates are read once per claim from <c>event_aggregate_leases</c>, which holds only what is
-    /// claimed right now, so the check costs the same however deep an aggregate's backlog is; the claim writes a row
-    /// there for each aggregate it takes. Its write to <c>events</c> touches no indexed column, so it is a heap-only
+    /// Whether a candidate's aggregate is held is one primary-key probe of <c>event_aggregate_leases</c>, which holds
+    /// only what is claimed right now, so the check costs the same however deep an aggregate's backlog is; the claim
+    /// writes a row there for each aggregate it takes. (Reading the held aggregates once per claim into a CTE was
+    /// tried: the planner then compared each candidate with every held aggregate, and with claims shared by the loops
+    /// and batches held while their fates are written, that cost a third of the drain over 1,000 aggregates.) Its write to <c>events</c> touches no indexed column, so it is a heap-only
     /// (HOT) update: no index entry is written (see migration 6). A row that anyone is writing right now (the late
     /// completion or renewal of a holder whose lease ran out) is skipped, not waited for, and is looked at again, as
     /// it is then, by the next claim.
@@ -70,9 +72,7 @@ internal static class EventSql
     /// </remarks>
     public const string ClaimBatch =
         $"""
-        WITH held AS MATERIALIZED (
-          SELECT l.aggregate_id FROM event_aggregate_leases l WHERE l.locked_until >= now()
-        ), candidates AS (
+        WITH candidates AS (
           SELECT e.id, e.created_at,
                  e.attempts > CASE WHEN jsonb_typeof(e.metadata->'retry_count') = 'number'
                                    THEN (e.metadata->>'retry_count')::numeric ELSE 0 END AS suspect
@@ -80,6 +80,7 @@ internal static class EventSql
           WHERE e.processed = false
             AND e.next_attempt_at <= now()
             AND (e.locked_until IS NULL OR e.locked_until < now())
+            AND e.id <> ALL(@held)
             -- A scalar subquery with LIMIT 1, not NOT EXISTS: the planner cannot turn it into a join, so it stays one
             -- probe of events_pending_by_aggregate per candidate. As an anti-join, the planner (which expects almost
             -- no row to have locked_by set) read every pending row of every aggregate on each claim instead.
@@ -89,7 +90,8 @@ internal static class EventSql
                    AND (p.created_at, p.id) < (e.created_at, e.id)
                    AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL)
                  LIMIT 1) IS NULL
-            AND NOT EXISTS (SELECT 1 FROM held WHERE held.aggregate_id = e.aggregate_id)
+            AND NOT EXISTS (SELECT 1 FROM event_aggregate_leases l
+                            WHERE l.aggregate_id = e.aggregate_id AND l.locked_until >= now())
           ORDER BY e.created_at, e.id
           LIMIT @limit
           FOR UPDATE SKIP LOCKED
@@ -138,6 +140,7 @@ internal static class EventSql
           WHERE c.id = @id
             AND c.processed = false
             AND (c.locked_until IS NULL OR c.locked_until < now())
+            AND c.id <> ALL(@held)
             AND NOT EXISTS (
               SELECT 1 FROM events p
               WHERE p.aggregate_id = c.aggregate_id

@@ -122,7 +122,7 @@ public sealed class ClaimCostTests
         await InsertPendingAsync(3, aggregates: 1);
         var options = new EventProcessorOptions { ConnectionString = _db.ConnectionString, InstanceName = "test" };
         await using var database = new EventDatabase(options);
-        var claimed = await new EventClaimer(database, options, TimeProvider.System).ClaimBatchAsync(3, onDemand: false, CancellationToken.None);
+        var claimed = await new EventClaimer(database, options, new HeldEvents(), TimeProvider.System).ClaimBatchAsync(3, onDemand: false, CancellationToken.None);
         await using var session = new BatchSession(database.DataSource);
         var attempts = claimed.Select(e => new EventAttempt(e, session, options.SerializerOptions)).ToArray();
         var results = attempts.Select(_ => ExecutionResult.Completed).ToArray();
@@ -158,6 +158,7 @@ public sealed class ClaimCostTests
         command.Parameters.AddWithValue("limit", limit);
         command.Parameters.AddWithValue("owner", "test");
         command.Parameters.AddWithValue("lease", TimeSpan.FromSeconds(30));
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("held", []));
     }
 
     private static async Task<string> CompletionPlanAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, Guid[] ids)

@@ -119,7 +119,7 @@ public sealed class RecoveryTests
             new { id });
         var options = new EventProcessorOptions { ConnectionString = _db.ConnectionString, InstanceName = "claimer" };
         await using var database = new EventProcessor.Storage.EventDatabase(options);
-        var claimer = new EventClaimer(database, options, TimeProvider.System);
+        var claimer = new EventClaimer(database, options, new HeldEvents(), TimeProvider.System);
 
         await using var holder = await _db.DataSource.OpenConnectionAsync();
         await using var write = await holder.BeginTransactionAsync();
@@ -139,6 +139,35 @@ public sealed class RecoveryTests
         });
     }
 
+    /// <summary>
+    /// Through a database outage the lease keeper cannot renew, and a lease can run out while its holder, alive, waits
+    /// to write the event's fate. The holder's own claims must leave that event to it: a second attempt would be
+    /// counted and run beside the first.
+    /// </summary>
+    [Test]
+    public async Task AProcessNeverClaimsAnEventItStillHoldsEvenOnceItsLeaseRanOut()
+    {
+        var id = await _db.InsertEventAsync("test.gated", new { text = "x" });
+        await using var host = await StartAsync(o => o.Workers = 2);
+        await _gate.Entered.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // As if renewals had failed through an outage: the lease has run out while the handler runs.
+        await _db.ExecuteAsync("UPDATE events SET locked_until = now() - interval '1 second' WHERE id = @id", new { id });
+        var claimed = await host.Services.GetRequiredService<EventClaimer>().ClaimBatchAsync(10, onDemand: false, CancellationToken.None);
+        var byId = await host.Engine.ProcessEventAsync(id, CancellationToken.None);
+        _gate.Release.SetResult();
+        await _db.WaitForProcessedAsync(1);
+
+        var row = await _db.GetEventAsync(id);
+        Assert.Multiple(() =>
+        {
+            Assert.That(claimed, Is.Empty, "the batch claim leaves it");
+            Assert.That(byId.Status, Is.EqualTo(ProcessEventStatus.Held), "so does a claim by id");
+            Assert.That(row.Attempts, Is.EqualTo(1), "one attempt, written by its holder");
+        });
+        Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM projection"), Is.EqualTo(2), "its handler ran once");
+    }
+
     [Test]
     public async Task AClaimThatWaitedForTheClaimLockStillGetsItsWholeLease()
     {
@@ -150,7 +179,7 @@ public sealed class RecoveryTests
             LeaseDuration = TimeSpan.FromSeconds(6),
         };
         await using var database = new EventProcessor.Storage.EventDatabase(options);
-        var claimer = new EventClaimer(database, options, TimeProvider.System);
+        var claimer = new EventClaimer(database, options, new HeldEvents(), TimeProvider.System);
 
         // Another claimer holds the claim lock for 3 s: this claim's transaction starts, then waits.
         await using var other = await _db.DataSource.OpenConnectionAsync();
