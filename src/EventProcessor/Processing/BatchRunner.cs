@@ -44,8 +44,9 @@ internal sealed class BatchRunner(
 
     /// <summary>
     /// Runs a batch's handlers and returns once they are done, with the task that writes their fates. When no handler
-    /// wrote, the fates go to the next completion statement (see <see cref="_completions"/>) and the poll loop can claim
-    /// again while they are written; otherwise they are written, in the batch's transaction, before this returns.
+    /// wrote, the fates go to the next completion statement (see <see cref="_completions"/>) and the poll loop can
+    /// claim again while they are written; otherwise they are written, in the batch's transaction, before this
+    /// returns.
     /// </summary>
     /// <param name="claimed">The claimed events, in FIFO order.</param>
     /// <param name="stopping">Fires on shutdown: no new event starts, and the running one has <see cref="EventProcessorOptions.ShutdownGrace"/> left.</param>
@@ -71,7 +72,8 @@ internal sealed class BatchRunner(
             await using (var scope = scopes.CreateAsyncScope())
             await using (var session = new BatchSession(database.DataSource))
             {
-                await RunHandlersAsync(claimed, attempts, results, releaseReason, unfinishedAggregates ?? [], session, scope.ServiceProvider, deadlines.Abort, stopping);
+                await RunHandlersAsync(
+                    claimed, attempts, results, releaseReason, unfinishedAggregates ?? [], session, scope.ServiceProvider, deadlines.Abort, stopping);
                 if (session.OpenTransaction is not null || session.IsLost)
                 {
                     var applied = await CompleteAsync(attempts, results, session, deadlines.GiveUp);
@@ -148,8 +150,7 @@ internal sealed class BatchRunner(
     {
         try
         {
-            var applied = await _waitForDatabase.ExecuteAsync(
-                async token => await _completions.RunAsync((attempts, results), token), deadlines.GiveUp);
+            var applied = await CompleteWithOthersAsync(attempts, results, deadlines.GiveUp);
             Report(attempts, results, applied);
             return results;
         }
@@ -197,8 +198,12 @@ internal sealed class BatchRunner(
             ReleaseTransactionWriters(attempts, results, "the connection broke or a handler ran away with it");
         }
 
-        return await _waitForDatabase.ExecuteAsync(async token => await _completions.RunAsync((attempts, results), token), giveUp);
+        return await CompleteWithOthersAsync(attempts, results, giveUp);
     }
+
+    // On a connection of its own, in the next completion statement, waiting out a database outage until giveUp.
+    private async Task<HashSet<Guid>> CompleteWithOthersAsync(EventAttempt[] attempts, ExecutionResult[] results, CancellationToken giveUp) =>
+        await _waitForDatabase.ExecuteAsync(async token => await _completions.RunAsync((attempts, results), token), giveUp);
 
     private static async Task<IReadOnlyList<HashSet<Guid>>> CompleteTogetherAsync(
         EventDatabase database,

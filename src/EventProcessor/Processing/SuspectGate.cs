@@ -16,11 +16,11 @@ namespace EventProcessor.Processing;
 /// </remarks>
 internal sealed class SuspectGate(EventProcessorOptions options) : IDisposable
 {
-    // One token per worker, plus room for on-demand runs (which the HTTP layer caps well below this); a suspect takes
-    // them all.
+    // Two tokens per worker (a poll loop holds one for the batch it runs and one for the batch whose fates are being
+    // written), plus room for on-demand runs (which the HTTP layer caps well below this); a suspect takes them all.
     private const int OnDemandRoom = 64;
-    private readonly int _tokens = options.Workers + OnDemandRoom;
-    private readonly SemaphoreSlim _running = new(options.Workers + OnDemandRoom, options.Workers + OnDemandRoom);
+    private readonly int _tokens = (2 * options.Workers) + OnDemandRoom;
+    private readonly SemaphoreSlim _running = new((2 * options.Workers) + OnDemandRoom, (2 * options.Workers) + OnDemandRoom);
     private readonly SemaphoreSlim _turnstile = new(1, 1);
 
     public async Task<Pass> EnterAsync(CancellationToken cancellationToken)

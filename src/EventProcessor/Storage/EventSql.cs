@@ -47,27 +47,28 @@ internal static class EventSql
     /// Claims up to @limit due events in FIFO order and leases them to @owner. An event is due when it is not
     /// processed, its backoff is over, no one holds a live lease on it, and this process does not hold it (@held).
     /// Per-aggregate order: an event waits while an earlier pending event of its aggregate waits for a retry or is held
-    /// (or was held, and is being rescued); earlier events that are due themselves come first in the same batch, so
-    /// one batch can carry a run of one aggregate. It also waits while any event of its aggregate is held, later ones included: an insert that
-    /// commits late (its created_at is its transaction's start) can become visible while a later event of its
-    /// aggregate is running, and must not run beside it. The attempt is counted here, committed before any handler
-    /// runs.
+    /// (or was held, and is being rescued); earlier events that are due themselves come first in the same batch, so one
+    /// batch can carry a run of one aggregate. It also waits while any event of its aggregate is held, later ones
+    /// included: an insert that commits late (its created_at is its transaction's start) can become visible while a
+    /// later event of its aggregate is running, and must not run beside it. The attempt is counted here, committed
+    /// before any handler runs.
     /// </summary>
     /// <remarks>
     /// Whether a candidate's aggregate is held is one primary-key probe of <c>event_aggregate_leases</c>, which holds
     /// only what is claimed right now, so the check costs the same however deep an aggregate's backlog is; the claim
     /// writes a row there for each aggregate it takes. (Reading the held aggregates once per claim into a CTE was
     /// tried: the planner then compared each candidate with every held aggregate, and with claims shared by the loops
-    /// and batches held while their fates are written, that cost a third of the drain over 1,000 aggregates.) Its write to <c>events</c> touches no indexed column, so it is a heap-only
-    /// (HOT) update: no index entry is written (see migration 6). A row that anyone is writing right now (the late
-    /// completion or renewal of a holder whose lease ran out) is skipped, not waited for, and is looked at again, as
-    /// it is then, by the next claim.
+    /// and batches held while their fates are written, that cost a third of the drain over 1,000 aggregates.) Its write
+    /// to <c>events</c> touches no indexed column, so it is a heap-only (HOT) update: no index entry is written (see
+    /// migration 6). A row that anyone is writing right now (the late completion or renewal of a holder whose lease ran
+    /// out) is skipped, not waited for, and is looked at again, as it is then, by the next claim.
     /// <para>
-    /// A suspect is an event with more attempts counted than failures recorded: an attempt of it never finished, so
-    /// it may be what killed that process (a handler calling FailFast, a native crash). A suspect is claimed in a
-    /// batch of its own (a batch ends before the first suspect, and a suspect at the head of the FIFO goes alone, so
-    /// the order is the same as without the rule); if it kills this process too, it takes no other event's attempt with it, and it reaches the
-    /// dead letters after MAX_RETRIES crashes while the events that merely shared its first batch run normally.
+    /// A suspect is an event with more attempts counted than failures recorded: an attempt of it never finished, so it
+    /// may be what killed that process (a handler calling FailFast, a native crash). A suspect is claimed in a batch of
+    /// its own (a batch ends before the first suspect, and a suspect at the head of the FIFO goes alone, so the order
+    /// is the same as without the rule); if it kills this process too, it takes no other event's attempt with it, and
+    /// it reaches the dead letters after MAX_RETRIES crashes while the events that merely shared its first batch run
+    /// normally.
     /// </para>
     /// </remarks>
     public const string ClaimBatch =
