@@ -144,6 +144,45 @@ public sealed class ClaimCostTests
         });
     }
 
+    [Test]
+    public async Task The_claim_and_the_completion_are_planned_once_per_connection_not_at_every_run()
+    {
+        await InsertPendingAsync(40, aggregates: 40);
+
+        // One connection in the pool: every statement below runs on it, and so does the look at what it prepared.
+        var options = new EventProcessorOptions { ConnectionString = $"{_db.ConnectionString};Maximum Pool Size=1", InstanceName = "test" };
+        await using var database = new EventDatabase(options);
+        var claimer = new EventClaimer(database, options, new HeldEvents(), TimeProvider.System);
+        var completer = new EventCompleter(options);
+        await using var session = new BatchSession(database.DataSource);
+        const int runs = 8;
+        for (var run = 0; run < runs; run++)
+        {
+            var claimed = await claimer.ClaimBatchAsync(5, onDemand: false, CancellationToken.None);
+            var attempts = claimed.Select(e => new EventAttempt(e, session, options.SerializerOptions)).ToArray();
+            await using var connection = await database.DataSource.OpenConnectionAsync();
+            await completer.CompleteAsync(connection, null, attempts, [.. attempts.Select(_ => ExecutionResult.Completed)], CancellationToken.None);
+        }
+
+        await using (var connection = await database.DataSource.OpenConnectionAsync())
+        {
+            var plans = (await connection.QueryAsync<(string Statement, long Generic, long Custom)>(
+                """
+                SELECT CASE WHEN statement LIKE '%FOR UPDATE SKIP LOCKED%' THEN 'claim' ELSE 'completion' END, generic_plans, custom_plans
+                FROM pg_prepared_statements
+                WHERE statement LIKE '%FOR UPDATE SKIP LOCKED%' OR statement LIKE '%unnest(%'
+                """)).ToList();
+            await TestContext.Out.WriteLineAsync(string.Join('\n', plans));
+
+            // Left to itself, PostgreSQL plans a prepared statement afresh for its first five runs, and after that
+            // whenever the generic plan looks dearer than those: in a drain, the claim was planned at every run.
+            Assert.That(plans.Select(p => p.Statement), Is.EquivalentTo(new[] { "claim", "completion" }), "both prepared on this connection");
+            Assert.That(plans, Has.All.Matches<(string Statement, long Generic, long Custom)>(p => p.Generic == runs && p.Custom == 0), "every run used the one generic plan");
+        }
+
+        Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM events WHERE NOT processed"), Is.EqualTo(0), "the runs drained the table");
+    }
+
     private async Task InsertPendingAsync(int count, int aggregates) => await _db.ExecuteAsync(
         """
         INSERT INTO events (id, event_type, aggregate_id, payload, created_at)
