@@ -15,6 +15,20 @@ public sealed class ServiceSettingsTests
     private const string Password = "Sup3r-Secret-Pa55";
 
     [Test]
+    public void The_service_ships_with_idle_thread_pool_workers_that_do_not_spin()
+    {
+        // The service's own runtimeconfig, as built beside its assembly (and copied here with it).
+        var path = Path.Combine(AppContext.BaseDirectory, "EventProcessor.Host.runtimeconfig.json");
+        using var config = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+        var properties = config.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+
+        Assert.That(
+            properties.TryGetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", out var limit) ? limit.ToString() : null,
+            Is.EqualTo("0"),
+            "a third of the process's CPU in a drain went to idle workers spinning for work");
+    }
+
+    [Test]
     public void Defaults_are_the_seeds()
     {
         var settings = Load(("DATABASE_URL", ValidUrl));
