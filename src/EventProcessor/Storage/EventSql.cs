@@ -80,7 +80,7 @@ internal static class EventSql
     public const string ClaimBatch =
         $"""
         WITH candidates AS (
-          SELECT e.id, e.created_at,
+          SELECT e.id, e.ctid, e.created_at,
                  e.attempts > CASE WHEN jsonb_typeof(e.metadata->'retry_count') = 'number'
                                    THEN (e.metadata->>'retry_count')::numeric ELSE 0 END AS suspect
           FROM events e
@@ -108,7 +108,7 @@ internal static class EventSql
           SELECT created_at, id FROM candidates WHERE suspect ORDER BY created_at, id LIMIT 1
         ), due AS (
           -- The FIFO run before the first suspect; or, when a suspect heads the run, that suspect alone.
-          SELECT c.id FROM candidates c
+          SELECT c.ctid FROM candidates c
           WHERE NOT EXISTS (SELECT 1 FROM first_suspect f WHERE (f.created_at, f.id) <= (c.created_at, c.id))
              OR (c.id = (SELECT id FROM first_suspect)
                  AND NOT EXISTS (SELECT 1 FROM candidates b WHERE (b.created_at, b.id) < (c.created_at, c.id)))
@@ -116,7 +116,8 @@ internal static class EventSql
           UPDATE events e
           SET attempts = e.attempts + 1, locked_by = @owner, locked_until = statement_timestamp() + @lease
           FROM due
-          WHERE e.id = due.id
+          -- By the row's address, which the lock taken above keeps valid: no second walk down the primary key.
+          WHERE e.ctid = due.ctid
           RETURNING {ClaimedColumns}
         ), {LeaseAggregates}
         SELECT * FROM claimed ORDER BY created_at, id

@@ -79,6 +79,7 @@ public sealed class ClaimCostTests
         {
             Assert.That(claimPlan, Does.Not.Contain("Seq Scan on events"), claimPlan);
             Assert.That(claimPlan, Does.Contain("Index Scan using events_claim_fifo on events"), claimPlan);
+            Assert.That(claimPlan, Does.Contain("Tid Scan on events"), "the claim writes each row it locked at the row's address, with no second walk down the primary key");
             Assert.That(completePlan, Does.Not.Contain("Seq Scan on events"), completePlan);
             Assert.That(completePlan, Does.Contain("Index Scan using events_pkey on events e"), "each outcome finds its row by key, not by walking the pending set");
         });
