@@ -116,7 +116,9 @@ internal static class EventSql
           UPDATE events e
           SET attempts = e.attempts + 1, locked_by = @owner, locked_until = statement_timestamp() + @lease
           FROM due
-          -- By the row's address, which the lock taken above keeps valid: no second walk down the primary key.
+          -- By the row's address, which the lock taken above keeps valid: no second walk down the primary key. (Were a
+          -- row ever locked in a newer version than the address read, the update would find no row there: that event
+          -- is simply not claimed this time, and nothing of it is written.)
           WHERE e.ctid = due.ctid
           RETURNING {ClaimedColumns}
         ), {LeaseAggregates}
