@@ -81,10 +81,12 @@ internal static class ProductRuns
 {
     public static readonly TimeSpan LatencyWarmUp = TimeSpan.FromSeconds(1);
 
+    public const int LatencyBatchSize = 100;
+
     public sealed record DrainResult(double EventsPerSecond, double CpuSeconds, double PeakWorkingSetMb);
 
     public static async Task<DrainResult> DrainAsync(
-        BenchDatabase database, int events, int batchSize, string eventType, int aggregates = 0, bool keepHistory = false)
+        BenchDatabase database, int events, int batchSize, string eventType, int aggregates = 0, bool keepHistory = false, int? workers = null)
     {
         await database.ResetAsync(events, eventType, aggregates, keepHistory);
         if (eventType == "bench.project")
@@ -98,7 +100,7 @@ internal static class ProductRuns
         await using var startLine = new Npgsql.NpgsqlConnection(database.ConnectionString);
         await startLine.OpenAsync();
         await startLine.ExecuteAsync(HoldClaimLock);
-        using var host = Build(database, batchSize, TimeSpan.FromMilliseconds(100), services => { });
+        using var host = Build(database, batchSize, workers, TimeSpan.FromMilliseconds(100), services => { });
         await host.StartAsync();
         var engine = host.Services.GetRequiredService<EventEngine>();
         await WaitForClaimsAsync(startLine);
@@ -151,7 +153,7 @@ internal static class ProductRuns
     {
         await database.ResetAsync(0, "bench.latency");
         var log = new LatencyLog();
-        using var host = Build(database, 100, pollInterval, services => services.AddSingleton(log));
+        using var host = Build(database, LatencyBatchSize, null, pollInterval, services => services.AddSingleton(log));
         await host.StartAsync();
 
         // Inserts at a steady rate from one connection, one row per statement, as producers do.
@@ -184,7 +186,8 @@ internal static class ProductRuns
         return (log.Percentile(50), log.Percentile(95), log.Percentile(99), log.Measured, log.WarmUpWorst);
     }
 
-    private static IHost Build(BenchDatabase database, int batchSize, TimeSpan pollInterval, Action<IServiceCollection> services)
+    // workers: null for the engine's default (EventProcessorOptions.Workers).
+    private static IHost Build(BenchDatabase database, int batchSize, int? workers, TimeSpan pollInterval, Action<IServiceCollection> services)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();
@@ -195,6 +198,7 @@ internal static class ProductRuns
                 options.ConnectionString = database.ConnectionString;
                 options.BatchSize = batchSize;
                 options.PollInterval = pollInterval;
+                options.Workers = workers ?? options.Workers;
             })
             .AddHandler<NoOpHandler>()
             .AddHandler<ProjectingHandler>()

@@ -4,6 +4,7 @@ using EventProcessor.Benchmarks;
 
 // Throughput and latency of the engine against its ceiling, on a PostgreSQL of its own. See README "Performance".
 //   dotnet run -c Release --project tests/EventProcessor.Benchmarks -- [--events 100000] [--repeat 3] [--quick] [--big-table]
+//   quicker: [--batch N [--aggregates N]] [--workers N] [--latency-only]
 // EVENTPROC_BENCH_PG (an Npgsql connection string) picks the server; otherwise one is started from local binaries
 // with deploy/local/pg.sh, as the tests do.
 var events = Option("--events", 100_000);
@@ -35,9 +36,19 @@ if (args.Contains("--latency-only"))
 var repeat = Option("--repeat", 1);
 var ceilingBatches = new[] { 1, 20, 100, 1000 }.Where(b => only == 0 || b == only).ToArray();
 var drainBatches = new[] { 20, 100, 1000 }.Where(b => only == 0 || b == only).ToArray();
+
+// The product at the defaults (BATCH_SIZE=20 and the default WORKERS), at batch 20 with the four loops that were the
+// default until 2026-11-24, and at the larger batches with four loops, which do better there than more (see WORKERS
+// in the README). --workers N runs every product drain with N loops instead.
+var workersGiven = Option("--workers", 0);
+var defaultWorkers = new EventProcessor.EventProcessorOptions().Workers;
+(int Batch, int? Workers)[] drains =
+    workersGiven != 0
+        ? [.. drainBatches.Select(b => (b, (int?)workersGiven))]
+        : [.. new (int Batch, int? Workers)[] { (20, null), (20, 4), (100, 4), (1000, 4) }.Where(d => drainBatches.Contains(d.Batch))];
 var ceilingRuns = ceilingBatches.ToDictionary(b => b, _ => new List<double>());
 var designRuns = drainBatches.ToDictionary(b => b, _ => new List<double>());
-var productRuns = drainBatches.ToDictionary(b => b, _ => new List<ProductRuns.DrainResult>());
+var productRuns = drains.ToDictionary(d => d, _ => new List<ProductRuns.DrainResult>());
 for (var round = 0; round < repeat; round++)
 {
     foreach (var batch in ceilingBatches)
@@ -50,15 +61,16 @@ for (var round = 0; round < repeat; round++)
         designRuns[batch].Add(await DesignLoop.DrainAsync(database, events, batch));
     }
 
-    foreach (var batch in drainBatches)
+    foreach (var drain in drains)
     {
-        productRuns[batch].Add(await ProductRuns.DrainAsync(database, events, batch, "bench.noop", aggregates: Option("--aggregates", 0)));
+        productRuns[drain].Add(await ProductRuns.DrainAsync(
+            database, events, drain.Batch, "bench.noop", aggregates: Option("--aggregates", 0), workers: drain.Workers));
     }
 }
 
 var ceilings = ceilingRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r));
 var designs = designRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r));
-var drains = productRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r.EventsPerSecond));
+var drained = productRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r.EventsPerSecond));
 if (repeat > 1)
 {
     Console.WriteLine($"drains of the ceiling, the design loop and the product: median of {repeat} runs each");
@@ -77,10 +89,10 @@ foreach (var batch in drainBatches)
     rows.Add([$"design loop: the engine's claim + completion statements alone, 4 connections, batch {batch}", Rate(designs[batch]), "", "", Ratio(designs[batch], ceilings[batch]), "1.00"]);
 }
 
-foreach (var batch in drainBatches)
+foreach (var drain in drains)
 {
-    var label = batch == 20 ? " (the defaults: BATCH_SIZE=20, WORKERS=4)" : batch == 1000 ? " (best configuration)" : "";
-    rows.Add(ProductRow($"product: drain, no-op handler, batch {batch}{label}", drains[batch], batch));
+    var label = drain.Workers is null ? " (the defaults)" : drain.Batch == 1000 && workersGiven == 0 ? " (best configuration)" : "";
+    rows.Add(ProductRow($"product: drain, no-op handler, {Config(drain.Batch, drain.Workers)}{label}", drained[drain], drain.Batch));
 }
 
 if (only != 0)
@@ -89,20 +101,22 @@ if (only != 0)
     return 0;
 }
 
-rows.Add(ProductRow("product: drain, handler writes one row in the event's transaction, batch 100",
-    await ProductRuns.DrainAsync(database, events, 100, "bench.project"), 100));
-rows.Add(ProductRow("product: drain, no-op handler, batch 100, events over 1,000 aggregates",
-    await ProductRuns.DrainAsync(database, events, 100, "bench.noop", aggregates: 1_000), 100));
+rows.Add(ProductRow($"product: drain, handler writes one row in the event's transaction, {Config(20, null)}",
+    await ProductRuns.DrainAsync(database, events, 20, "bench.project"), 20));
+rows.Add(ProductRow($"product: drain, no-op handler, {Config(20, null)}, events over 1,000 aggregates",
+    await ProductRuns.DrainAsync(database, events, 20, "bench.noop", aggregates: 1_000), 20));
+rows.Add(ProductRow($"product: drain, no-op handler, {Config(100, 4)}, events over 1,000 aggregates",
+    await ProductRuns.DrainAsync(database, events, 100, "bench.noop", aggregates: 1_000, workers: 4), 100));
 
 string? bigTablePlans = null;
 if (bigTable)
 {
     await database.AddProcessedAsync(5_000_000);
-    foreach (var batch in new[] { 20, 1000 })
+    foreach (var drain in drains.Where(d => d == drains[0] || d.Batch == 1000))
     {
-        var withHistory = await ProductRuns.DrainAsync(database, events, batch, "bench.noop", keepHistory: true);
-        var row = ProductRow($"product: drain, batch {batch}, with 5,000,000 processed rows in the table", withHistory, batch);
-        row[0] += $" ({Ratio(withHistory.EventsPerSecond, drains[batch].EventsPerSecond)} of the same drain without them)";
+        var withHistory = await ProductRuns.DrainAsync(database, events, drain.Batch, "bench.noop", keepHistory: true, workers: drain.Workers);
+        var row = ProductRow($"product: drain, {Config(drain.Batch, drain.Workers)}, with 5,000,000 processed rows in the table", withHistory, drain.Batch);
+        row[0] += $" ({Ratio(withHistory.EventsPerSecond, drained[drain].EventsPerSecond)} of the same drain without them)";
         rows.Add(row);
     }
 
@@ -117,7 +131,7 @@ foreach (var rate in new[] { 500, 2000 })
 {
     var (p50, p95, p99, handled, warmUpWorst) = await ProductRuns.LatencyAsync(database, rate, TimeSpan.FromSeconds(latencySeconds), TimeSpan.FromSeconds(10));
     latencyRows.Add([
-        $"{rate}/s for {latencySeconds} s after {ProductRuns.LatencyWarmUp.TotalSeconds:0} s of warm-up, POLL_INTERVAL_MS=10000",
+        $"{rate}/s for {latencySeconds} s after {ProductRuns.LatencyWarmUp.TotalSeconds:0} s of warm-up, POLL_INTERVAL_MS=10000, {Config(ProductRuns.LatencyBatchSize, null)}",
         handled.ToString("N0", CultureInfo.InvariantCulture), Ms(p50), Ms(p95), Ms(p99), Ms(warmUpWorst.TotalMilliseconds)]);
 }
 
@@ -134,6 +148,8 @@ string[] ProductRow(string what, ProductRuns.DrainResult result, int batch) =>
     what, Rate(result.EventsPerSecond), Cpu(result.CpuSeconds), Mb(result.PeakWorkingSetMb),
     Ratio(result.EventsPerSecond, ceilings[batch]), designs.TryGetValue(batch, out var design) ? Ratio(result.EventsPerSecond, design) : "",
 ];
+
+string Config(int batch, int? workers) => $"BATCH_SIZE={batch}, WORKERS={workers ?? defaultWorkers}";
 
 int Option(string name, int fallback)
 {
