@@ -24,9 +24,16 @@ public sealed class EventProcessorOptions
     /// How many batches one instance runs at once, one per poll loop; loops that want to claim at the same moment share
     /// one claim of up to <see cref="BatchSize"/> × loops (see <c>SharedClaim</c>). Events of one aggregate never run
     /// at the same time or out of order, whichever loop or instance claims them: a claim skips every aggregate another
-    /// claim holds. Default 4.
+    /// claim holds. Default 16.
+    /// <para>
+    /// <see cref="Workers"/> × <see cref="BatchSize"/> events are held at once (320 by default), and at small batches
+    /// throughput follows it: claims are serialised, so the more loops queue behind one, the more rows each claim
+    /// statement carries. With large batches fewer loops do better (at a batch of 1,000, 4 or 8 beat 16); with events
+    /// over few aggregates, keep the product well under the number of aggregates pending at once, since a held
+    /// aggregate's later events wait.
+    /// </para>
     /// </summary>
-    public int Workers { get; set; } = 4;
+    public int Workers { get; set; } = 16;
 
     /// <summary>Failed attempts after which an event is dead-lettered. Default 5 (so at most 5 attempts).</summary>
     public int MaxRetries { get; set; } = 5;

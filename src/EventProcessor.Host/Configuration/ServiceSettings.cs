@@ -41,7 +41,7 @@ internal sealed record ServiceSettings(
             Port: Int(configuration, "PORT", 8080, 0, 65_535),
             PollIntervalMs: Int(configuration, "POLL_INTERVAL_MS", 10_000, 1, 3_600_000),
             BatchSize: Int(configuration, "BATCH_SIZE", 20, 1, 10_000),
-            Workers: Int(configuration, "WORKERS", 4, 1, 64),
+            Workers: Int(configuration, "WORKERS", 16, 1, 64),
             MaxRetries: Int(configuration, "MAX_RETRIES", 5, 1, 1_000),
             EnablePolling: Bool(configuration, "ENABLE_POLLING", true),
             LogLevel: Level(configuration),

@@ -128,7 +128,7 @@ public sealed partial class HealthEndpointTests
             Assert.That(config.GetProperty("batchSize").GetInt32(), Is.EqualTo(20));
             Assert.That(config.GetProperty("maxRetries").GetInt32(), Is.EqualTo(5));
             Assert.That(config.GetProperty("pollingEnabled").GetBoolean(), Is.True);
-            Assert.That(config.GetProperty("workers").GetInt32(), Is.EqualTo(4));
+            Assert.That(config.GetProperty("workers").GetInt32(), Is.EqualTo(16));
         });
     }
 

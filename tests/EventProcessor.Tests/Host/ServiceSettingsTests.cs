@@ -38,7 +38,7 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.Port, Is.EqualTo(8080), "PORT");
             Assert.That(settings.PollIntervalMs, Is.EqualTo(10_000), "POLL_INTERVAL_MS");
             Assert.That(settings.BatchSize, Is.EqualTo(20), "BATCH_SIZE");
-            Assert.That(settings.Workers, Is.EqualTo(4), "WORKERS");
+            Assert.That(settings.Workers, Is.EqualTo(16), "WORKERS");
             Assert.That(settings.MaxRetries, Is.EqualTo(5), "MAX_RETRIES");
             Assert.That(settings.EnablePolling, Is.True, "ENABLE_POLLING");
             Assert.That(settings.LogLevel, Is.EqualTo(LogEventLevel.Information), "LOG_LEVEL");
