@@ -56,6 +56,22 @@ public sealed class ServiceSettingsTests
     }
 
     [Test]
+    public void The_library_and_the_service_share_their_defaults()
+    {
+        // An application hosting the engine itself (AddEventProcessor) gets what the service gets with nothing set.
+        var service = Load(("DATABASE_URL", ValidUrl));
+        var library = new EventProcessorOptions();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(library.BatchSize, Is.EqualTo(service.BatchSize), "BatchSize");
+            Assert.That(library.Workers, Is.EqualTo(service.Workers), "Workers");
+            Assert.That(library.MaxRetries, Is.EqualTo(service.MaxRetries), "MaxRetries");
+            Assert.That(library.PollInterval.TotalMilliseconds, Is.EqualTo(service.PollIntervalMs), "PollInterval");
+        });
+    }
+
+    [Test]
     public void Shipped_appsettings_json_agrees_with_the_defaults()
     {
         var path = Path.Combine(AppContext.BaseDirectory, "appsettings.json");
