@@ -26,7 +26,7 @@ public sealed class EventProcessorOptions
     /// at the same time or out of order, whichever loop or instance claims them: a claim skips every aggregate another
     /// claim holds. Default 16.
     /// <para>
-    /// <see cref="Workers"/> × <see cref="BatchSize"/> events are held at once (320 by default), and at small batches
+    /// <see cref="Workers"/> × <see cref="BatchSize"/> events run at once (320 by default), and at small batches
     /// throughput follows it: claims are serialised, so the more loops queue behind one, the more rows each claim
     /// statement carries. With large batches fewer loops do better (at a batch of 1,000, 4 or 8 beat 16); with events
     /// over few aggregates, keep the product well under the number of aggregates pending at once, since a held
