@@ -27,6 +27,16 @@ internal sealed class EventPoller(EventEngine engine, EventProcessorOptions opti
 
         await Task.Yield();
         Log.PollingStarted(logger, options.PollInterval, options.BatchSize, options.Workers, options.InstanceName);
+
+        // A handler transaction per loop, one claim and one completion at a time, the lease keeper; the listener has a
+        // connection of its own, outside the pool. Fewer still works, with loops queueing for connections: say so once.
+        var needed = options.Workers + 3;
+        var pool = new Npgsql.NpgsqlConnectionStringBuilder(options.ConnectionString).MaxPoolSize;
+        if (pool < needed)
+        {
+            Log.PoolSmallerThanWorkers(logger, pool, needed, options.Workers);
+        }
+
         await Task.WhenAll(Enumerable.Range(0, options.Workers).Select(_ => Task.Run(() => LoopAsync(stoppingToken), CancellationToken.None)));
         Log.PollingStopped(logger);
     }

@@ -64,4 +64,7 @@ internal static partial class Log
 
     [LoggerMessage(20, LogLevel.Information, "Listening for new events again after {Downtime}")]
     public static partial void ListenerReconnected(ILogger logger, TimeSpan downtime);
+
+    [LoggerMessage(21, LogLevel.Warning, "The engine's connection pool (Maximum Pool Size {PoolSize}) is smaller than the {Needed} connections it may need at once with {Workers} poll loops (WORKERS + 3; the wake-up listener has its own): loops will queue for connections, and a batch whose handler waits longer than the pool's timeout fails its attempt. Raise the pool or lower WORKERS")]
+    public static partial void PoolSmallerThanWorkers(ILogger logger, int poolSize, int needed, int workers);
 }

@@ -546,6 +546,29 @@ public sealed class ServiceProcessTests
         });
     }
 
+    [Test]
+    public async Task WarnsAtStartWhenThePoolIsSmallerThanTheLoopsNeedAndStillDrains()
+    {
+        var db = Track(await TestDatabase.CreateAsync());
+        var small = Settings($"{db.Url}?maxpoolsize=5"); // the default 16 loops may need 19
+        var enough = Settings($"{db.Url}?maxpoolsize=5");
+        enough["WORKERS"] = "2";
+
+        var warned = await StartAsync(small);
+        await warned.WaitUntilAsync(() => warned.Output.Contains("Maximum Pool Size", StringComparison.Ordinal), "the pool warning");
+        var quiet = await StartAsync(enough);
+        await quiet.WaitUntilAsync(() => quiet.Output.Contains("Polling every", StringComparison.Ordinal), "polling starts");
+        await db.InsertEventAsync(EventType, new { step = 1 });
+        await warned.WaitUntilAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM events WHERE processed") == 1, "the event is processed");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(warned.Output, Does.Contain("\"PoolSize\":5,\"Needed\":19,\"Workers\":16"), warned.Tail());
+            Assert.That(quiet.Output, Does.Not.Contain("Maximum Pool Size"), quiet.Tail());
+        });
+    }
+
     private Dictionary<string, string?> Settings(string databaseUrl) => new(StringComparer.Ordinal)
     {
         ["DATABASE_URL"] = databaseUrl,
