@@ -114,8 +114,8 @@ public sealed class EventEngine : IDisposable
     /// <summary>
     /// A poll loop's turn: claims its share of a claim made for every loop waiting to claim (see
     /// <see cref="SharedClaim"/>), waiting out a database outage, and runs it in batches of
-    /// <see cref="EventProcessorOptions.BatchSize"/>. Returns once the handlers are done, with whether the claim came
-    /// back full (more may be waiting) and the writing of the fates, which the loop lets run while it claims again.
+    /// <see cref="EventProcessorOptions.BatchSize"/>. Returns once the handlers are done, with whether more may be due
+    /// now (see <see cref="ClaimedBatch.More"/>) and the writing of the fates, which the loop lets run while it claims again.
     /// The events stay held, and the turn keeps its place in the <see cref="SuspectGate"/>, until their fates are
     /// written.
     /// </summary>
@@ -136,14 +136,14 @@ public sealed class EventEngine : IDisposable
 
             // A share longer than a batch (an aggregate's run) goes in batches, one after the other; an aggregate whose
             // event did not complete in one has its later events released unrun in the next, as inside one batch.
-            var unfinishedAggregates = new HashSet<Guid>();
+            var unfinishedAggregates = new HashSet<Events.AggregateKey>();
             for (var start = 0; start < claimed.Count; start += Options.BatchSize)
             {
                 var batch = claimed.GetRange(start, Math.Min(Options.BatchSize, claimed.Count - start));
                 writes.Add(await StartAsync(pass, batch, stopping, unfinishedAggregates));
             }
 
-            return (claim.Full, FinishTurnAsync(pass, claimed, writes));
+            return (claim.More, FinishTurnAsync(pass, claimed, writes));
         }
         catch
         {
@@ -178,15 +178,14 @@ public sealed class EventEngine : IDisposable
     private async Task<IReadOnlyList<SharedClaim>> ClaimSharesAsync(IReadOnlyList<int> loops, CancellationToken cancellationToken)
     {
         var limit = Options.BatchSize * loops.Count;
-        var claimed = await _claimer.ClaimBatchAsync(limit, onDemand: false, cancellationToken);
-        var full = claimed.Count == limit;
-        return [.. SharedClaim.Split(claimed, loops.Count, Options.BatchSize).Select(share => new SharedClaim(share, full))];
+        var claim = await _claimer.ClaimBatchAsync(limit, onDemand: false, cancellationToken);
+        return [.. SharedClaim.Split(claim.Events, loops.Count, Options.BatchSize).Select(share => new SharedClaim(share, claim.More))];
     }
 
     private async Task<IReadOnlyList<EventRunResult>> ClaimAndRunAsync(CancellationToken stopping)
     {
         using var pass = await _gate.EnterAsync(stopping);
-        var claimed = await _claimer.ClaimBatchAsync(Options.BatchSize, onDemand: true, stopping);
+        var claimed = (await _claimer.ClaimBatchAsync(Options.BatchSize, onDemand: true, stopping)).Events;
         if (claimed.Count == 0)
         {
             return [];
@@ -216,7 +215,7 @@ public sealed class EventEngine : IDisposable
         SuspectGate.Pass pass,
         IReadOnlyList<Events.StoredEvent> claimed,
         CancellationToken stopping,
-        HashSet<Guid>? unfinishedAggregates = null)
+        HashSet<Events.AggregateKey>? unfinishedAggregates = null)
     {
         if (SuspectGate.IsSuspect(claimed))
         {

@@ -29,7 +29,7 @@ internal static class DesignLoop
         await using var session = new BatchSession(database.DataSource);
         while (true)
         {
-            var claimed = await claimer.ClaimBatchAsync(options.BatchSize, onDemand: false, CancellationToken.None);
+            var claimed = (await claimer.ClaimBatchAsync(options.BatchSize, onDemand: false, CancellationToken.None)).Events;
             if (claimed.Count == 0)
             {
                 return;

@@ -25,4 +25,19 @@ public sealed record StoredEvent(
     string? CreatedBy,
     string? TenantId,
     int Attempt,
-    string CorrelationId);
+    string CorrelationId)
+{
+    /// <summary>
+    /// An attempt of this event before this one started and never ended (<c>attempts</c> over
+    /// <c>last_failed_attempt</c>, as the claim read them): it may have killed its process.
+    /// </summary>
+    internal bool Suspect { get; init; }
+
+    /// <summary>The aggregate whose order this event keeps: its tenant's, so that two tenants never share one.</summary>
+    internal AggregateKey? Aggregate => AggregateId is { } aggregateId ? new AggregateKey(TenantId, aggregateId) : null;
+}
+
+/// <summary>An aggregate as the engine orders it: the aggregate id within its tenant (none for events without one).</summary>
+/// <param name="TenantId">The tenant, or null.</param>
+/// <param name="AggregateId">The aggregate id the producer gave.</param>
+internal readonly record struct AggregateKey(string? TenantId, Guid AggregateId);

@@ -39,7 +39,7 @@ internal sealed class BatchRunner(
         IReadOnlyList<StoredEvent> claimed,
         CancellationToken stopping,
         string? releaseReason = null,
-        HashSet<Guid>? unfinishedAggregates = null) =>
+        HashSet<AggregateKey>? unfinishedAggregates = null) =>
         await await StartAsync(claimed, stopping, releaseReason, unfinishedAggregates);
 
     /// <summary>
@@ -60,7 +60,7 @@ internal sealed class BatchRunner(
         IReadOnlyList<StoredEvent> claimed,
         CancellationToken stopping,
         string? releaseReason = null,
-        HashSet<Guid>? unfinishedAggregates = null)
+        HashSet<AggregateKey>? unfinishedAggregates = null)
     {
         held.Add(claimed);
         var deadlines = new ShutdownDeadlines(options, timeProvider, stopping);
@@ -100,7 +100,7 @@ internal sealed class BatchRunner(
         EventAttempt[] attempts,
         ExecutionResult[] results,
         string? releaseReason,
-        HashSet<Guid> unfinishedAggregates,
+        HashSet<AggregateKey> unfinishedAggregates,
         BatchSession session,
         IServiceProvider services,
         CancellationToken abort,
@@ -122,7 +122,7 @@ internal sealed class BatchRunner(
             {
                 results[i] = ExecutionResult.Released("Released: the batch's database session was lost.");
             }
-            else if (storedEvent.AggregateId is { } waiting && unfinishedAggregates.Contains(waiting))
+            else if (storedEvent.Aggregate is { } waiting && unfinishedAggregates.Contains(waiting))
             {
                 results[i] = ExecutionResult.Released("Released: an earlier event of its aggregate did not complete.");
             }
@@ -134,7 +134,7 @@ internal sealed class BatchRunner(
                 }
             }
 
-            if (results[i].Kind is OutcomeKind.RetryLater or OutcomeKind.Released && storedEvent.AggregateId is { } aggregate)
+            if (results[i].Kind is OutcomeKind.RetryLater or OutcomeKind.Released && storedEvent.Aggregate is { } aggregate)
             {
                 unfinishedAggregates.Add(aggregate);
             }

@@ -15,13 +15,14 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
     /// <param name="limit">The most events to claim.</param>
     /// <param name="onDemand">True for a run someone asked for: the connection wait is bounded (see <see cref="OpenAsync"/>).</param>
     /// <param name="cancellationToken">Cancels the claim.</param>
-    public async Task<List<StoredEvent>> ClaimBatchAsync(int limit, bool onDemand, CancellationToken cancellationToken)
+    public async Task<ClaimedBatch> ClaimBatchAsync(int limit, bool onDemand, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(onDemand, cancellationToken);
         var claim = new NpgsqlBatchCommand(EventSql.ClaimBatch);
         claim.Parameters.Add(new NpgsqlParameter<int>("limit", limit));
         AddLeaseParameters(claim.Parameters);
-        return await ReadClaimedAsync(connection, claim, cancellationToken);
+        var (events, more) = await ReadClaimedAsync(connection, claim, cancellationToken);
+        return new ClaimedBatch(events, events.Count == limit || more);
     }
 
     public async Task<ClaimByIdResult> ClaimByIdAsync(Guid id, CancellationToken cancellationToken)
@@ -30,7 +31,7 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
         var claim = new NpgsqlBatchCommand(EventSql.ClaimById);
         claim.Parameters.Add(new NpgsqlParameter<Guid>("id", id));
         AddLeaseParameters(claim.Parameters);
-        var claimed = await ReadClaimedAsync(connection, claim, cancellationToken);
+        var (claimed, _) = await ReadClaimedAsync(connection, claim, cancellationToken);
         if (claimed.Count == 1)
         {
             return new ClaimByIdResult(ProcessEventStatus.Processed, claimed[0], null);
@@ -90,7 +91,7 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
         parameters.Add(new NpgsqlParameter<Guid[]>("held", held.ToArray()));
     }
 
-    private static async Task<List<StoredEvent>> ReadClaimedAsync(
+    private static async Task<(List<StoredEvent> Events, bool More)> ReadClaimedAsync(
         NpgsqlConnection connection,
         NpgsqlBatchCommand claim,
         CancellationToken cancellationToken)
@@ -107,6 +108,7 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
         await reader.NextResultAsync(cancellationToken);
         await reader.NextResultAsync(cancellationToken);
         var claimed = new List<StoredEvent>();
+        var more = false;
         while (await reader.ReadAsync(cancellationToken))
         {
             var id = reader.GetGuid(0);
@@ -122,12 +124,23 @@ internal sealed class EventClaimer(EventDatabase database, EventProcessorOptions
                 CreatedBy: reader.IsDBNull(8) ? null : reader.GetString(8),
                 TenantId: reader.IsDBNull(9) ? null : reader.GetString(9),
                 Attempt: reader.GetInt32(10),
-                CorrelationId: reader.IsDBNull(11) ? id.ToString() : reader.GetString(11)));
+                CorrelationId: reader.IsDBNull(11) ? id.ToString() : reader.GetString(11))
+            {
+                Suspect = reader.GetBoolean(12),
+            });
+
+            // A batch claim's last column, the same on every row.
+            more = reader.FieldCount > 14 && reader.GetBoolean(14);
         }
 
-        return claimed;
+        return (claimed, more);
     }
 }
+
+/// <summary>What a batch claim took, in the order to run it.</summary>
+/// <param name="Events">The events, each tenant's in FIFO order, the tenants in turns.</param>
+/// <param name="More">More may be due now: the claim came back full, or a tenant had more to offer than its share.</param>
+internal sealed record ClaimedBatch(List<StoredEvent> Events, bool More);
 
 /// <summary>What became of a claim by id.</summary>
 internal sealed record ClaimByIdResult(ProcessEventStatus Status, StoredEvent? Event, Guid? WaitingFor);

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using EventProcessor.Events;
 
 namespace EventProcessor.Processing;
@@ -38,23 +37,8 @@ internal sealed class SuspectGate(EventProcessorOptions options) : IDisposable
         _turnstile.Dispose();
     }
 
-    /// <summary>True when <paramref name="claimed"/> is a suspect: one event with more attempts counted than failures recorded before this one.</summary>
-    public static bool IsSuspect(IReadOnlyList<StoredEvent> claimed)
-    {
-        if (claimed.Count != 1)
-        {
-            return false;
-        }
-
-        using var metadata = JsonDocument.Parse(claimed[0].Metadata);
-        var failures = metadata.RootElement.ValueKind == JsonValueKind.Object
-            && metadata.RootElement.TryGetProperty("retry_count", out var retryCount)
-            && retryCount.ValueKind == JsonValueKind.Number
-            && retryCount.TryGetDouble(out var count)
-                ? count
-                : 0;
-        return claimed[0].Attempt - 1 > failures;
-    }
+    /// <summary>True when <paramref name="claimed"/> is a suspect, alone in its batch as the claim gives it (see <see cref="StoredEvent.Suspect"/>).</summary>
+    public static bool IsSuspect(IReadOnlyList<StoredEvent> claimed) => claimed is [{ Suspect: true }];
 
     /// <summary>A place in the gate: one running batch, or, after <see cref="RunAloneAsync"/>, the whole process.</summary>
     public sealed class Pass(SuspectGate gate) : IDisposable

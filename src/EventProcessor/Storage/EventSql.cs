@@ -46,72 +46,90 @@ internal static class EventSql
         """
         e.id, e.event_type, e.aggregate_id, e.aggregate_type, e.payload::text AS payload,
         coalesce(e.metadata, '{}'::jsonb)::text AS metadata, coalesce(e.version, 1) AS version, e.created_at,
-        e.created_by, e.tenant_id, e.attempts, e.metadata->>'correlation_id' AS correlation_id
+        e.created_by, e.tenant_id, e.attempts, e.metadata->>'correlation_id' AS correlation_id,
+        e.attempts - 1 > e.last_failed_attempt AS suspect
         """;
 
     /// <summary>
-    /// Claims up to @limit due events in FIFO order and leases them to @owner. An event is due when it is not
-    /// processed, its backoff is over, no one holds a live lease on it, and this process does not hold it (@held).
-    /// Per-aggregate order: an event waits while an earlier pending event of its aggregate waits for a retry or is held
-    /// (or was held, and is being rescued); earlier events that are due themselves come first in the same batch, so one
-    /// batch can carry a run of one aggregate. It also waits while any event of its aggregate is held, later ones
-    /// included: an insert that commits late (its created_at is its transaction's start) can become visible while a
-    /// later event of its aggregate is running, and must not run beside it. The attempt is counted here, committed
-    /// before any handler runs.
+    /// Claims up to @limit due events and leases them to @owner, fairly across tenants: each tenant's backlog (and the
+    /// backlog of events without a tenant, as one more) is walked in FIFO order, and the claim takes their events in
+    /// turns, the first of each, then the second of each, and so on. A tenant with a burst of a hundred thousand events
+    /// delays another's next event by a turn, not by the burst; with one tenant (or none) the claim is plain FIFO.
+    /// <para>
+    /// An event is due when it is not processed, its backoff is over, no one holds a live lease on it, and this process
+    /// does not hold it (@held). Per-aggregate order, where an aggregate is the pair of tenant and aggregate id: an event
+    /// waits while an earlier pending event of its aggregate waits for a retry or is held (or was held, and is being
+    /// rescued); earlier events that are due themselves come first in the same claim, so one claim can carry a run of
+    /// one aggregate. It also waits while any event of its aggregate is held, later ones included: an insert that
+    /// commits late (its created_at is its transaction's start) can become visible while a later event of its aggregate
+    /// is running, and must not run beside it. The attempt is counted here, committed before any handler runs.
+    /// </para>
     /// </summary>
     /// <remarks>
+    /// The tenants with pending events are found by skipping through <c>events_pending_by_tenant</c>, one probe per
+    /// tenant. Each tenant offers at most twice its equal share of @limit (all of it when it is alone), so that a
+    /// tenant with few due events leaves its room to the others without the claim reading every tenant's backlog up to
+    /// @limit; <c>more</c> says whether any tenant had more to offer, so that a claim cut short by the shares is
+    /// followed at once by another.
+    /// <para>
     /// Whether a candidate's aggregate is held is one primary-key probe of <c>event_aggregate_leases</c>, which holds
     /// only what is claimed right now, so the check costs the same however deep an aggregate's backlog is; the claim
-    /// writes a row there for each aggregate it takes. (Reading the held aggregates once per claim into a CTE was
-    /// tried: the planner then compared each candidate with every held aggregate, and with claims shared by the loops
-    /// and batches held while their fates are written, that cost a third of the drain over 1,000 aggregates.) Its write
-    /// to <c>events</c> touches no indexed column, so it is a heap-only (HOT) update: no index entry is written (see
-    /// migration 6). A row that anyone is writing right now (the late completion or renewal of a holder whose lease ran
-    /// out) is skipped, not waited for, and is looked at again, as it is then, by the next claim.
+    /// writes a row there for each aggregate it takes. Its write to <c>events</c> touches no indexed column, so it is a
+    /// heap-only (HOT) update: no index entry is written (see migration 6). A row that anyone is writing right now (the
+    /// late completion or renewal of a holder whose lease ran out) is skipped, not waited for, and is looked at again,
+    /// as it is then, by the next claim.
+    /// </para>
     /// <para>
-    /// A suspect is an event with more attempts counted than failures recorded: an attempt of it never finished, so it
-    /// may be what killed that process (a handler calling FailFast, a native crash). A suspect is claimed in a batch of
-    /// its own (a batch ends before the first suspect, and a suspect at the head of the FIFO goes alone, so the order
-    /// is the same as without the rule); if it kills this process too, it takes no other event's attempt with it, and
-    /// it reaches the dead letters after MAX_RETRIES crashes while the events that merely shared its first batch run
-    /// normally.
+    /// A suspect is an event with more attempts counted than its last failed attempt: an attempt of it never finished,
+    /// so it may be what killed that process (a handler calling FailFast, a native crash). The rule reads
+    /// <c>last_failed_attempt</c>, which only the engine writes, never <c>metadata</c>, which producers write. A suspect
+    /// is claimed in a batch of its own (a claim ends before the first suspect in its order, and a suspect at its head
+    /// goes alone); if it kills this process too, it takes no other event's attempt with it, and it reaches the dead
+    /// letters after MAX_RETRIES crashes while the events that merely shared its first batch run normally.
     /// </para>
     /// </remarks>
     public const string ClaimBatch =
         $"""
-        WITH candidates AS (
-          SELECT e.id, e.ctid, e.created_at,
-                 e.attempts > CASE WHEN jsonb_typeof(e.metadata->'retry_count') = 'number'
-                                   THEN (e.metadata->>'retry_count')::numeric ELSE 0 END AS suspect
-          FROM events e
-          WHERE e.processed = false
-            AND e.next_attempt_at <= now()
-            AND (e.locked_until IS NULL OR e.locked_until < now())
-            -- Only a row last leased to this instance can be one it holds: the others skip the search of @held, which
-            -- compared every candidate with every held id (thousands of each at batch 1,000).
-            AND CASE WHEN e.locked_by = @owner THEN e.id <> ALL(@held) ELSE true END
-            -- A scalar subquery with LIMIT 1, not NOT EXISTS: the planner cannot turn it into a join, so it stays one
-            -- probe of events_pending_by_aggregate per candidate. As an anti-join, the planner (which expects almost
-            -- no row to have locked_by set) read every pending row of every aggregate on each claim instead.
-            AND (SELECT 1 FROM events p
-                 WHERE p.aggregate_id = e.aggregate_id
-                   AND p.processed = false
-                   AND (p.created_at, p.id) < (e.created_at, e.id)
-                   AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL)
-                 LIMIT 1) IS NULL
-            AND NOT EXISTS (SELECT 1 FROM event_aggregate_leases l
-                            WHERE l.aggregate_id = e.aggregate_id AND l.locked_until >= now())
+        WITH RECURSIVE tenants AS (
+          (SELECT t.tenant_id FROM events t
+           WHERE t.processed = false AND t.tenant_id IS NOT NULL
+           ORDER BY t.tenant_id LIMIT 1)
+          UNION ALL
+          SELECT (SELECT t.tenant_id FROM events t
+                  WHERE t.processed = false AND t.tenant_id > tenants.tenant_id
+                  ORDER BY t.tenant_id LIMIT 1)
+          FROM tenants WHERE tenants.tenant_id IS NOT NULL
+        ), share AS (
+          -- The queue of events without a tenant counts as one more.
+          SELECT least(@limit, ceil(2.0 * @limit / (count(*) + 1)))::integer AS per_queue
+          FROM tenants WHERE tenant_id IS NOT NULL
+        ), tenant_offers AS (
+          SELECT c.* FROM tenants q CROSS JOIN LATERAL (
+            SELECT {CandidateColumns} FROM events e
+            WHERE e.tenant_id = q.tenant_id AND {IsDueAndFree}
+            ORDER BY e.created_at, e.id
+            LIMIT (SELECT per_queue FROM share)
+            FOR UPDATE SKIP LOCKED) c
+          WHERE q.tenant_id IS NOT NULL
+        ), untenanted_offers AS (
+          SELECT {CandidateColumns} FROM events e
+          WHERE e.tenant_id IS NULL AND {IsDueAndFree}
           ORDER BY e.created_at, e.id
-          LIMIT @limit
+          LIMIT (SELECT per_queue FROM share)
           FOR UPDATE SKIP LOCKED
+        ), offered AS (
+          SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.created_at, o.id) AS turn
+          FROM (SELECT * FROM tenant_offers UNION ALL SELECT * FROM untenanted_offers) o
+        ), picked AS (
+          SELECT * FROM offered ORDER BY turn, created_at, id LIMIT @limit
         ), first_suspect AS (
-          SELECT created_at, id FROM candidates WHERE suspect ORDER BY created_at, id LIMIT 1
+          SELECT turn, created_at, id FROM picked WHERE suspect ORDER BY turn, created_at, id LIMIT 1
         ), due AS (
-          -- The FIFO run before the first suspect; or, when a suspect heads the run, that suspect alone.
-          SELECT c.ctid FROM candidates c
-          WHERE NOT EXISTS (SELECT 1 FROM first_suspect f WHERE (f.created_at, f.id) <= (c.created_at, c.id))
-             OR (c.id = (SELECT id FROM first_suspect)
-                 AND NOT EXISTS (SELECT 1 FROM candidates b WHERE (b.created_at, b.id) < (c.created_at, c.id)))
+          -- The run before the first suspect; or, when a suspect heads the run, that suspect alone.
+          SELECT p.ctid, p.turn FROM picked p
+          WHERE NOT EXISTS (SELECT 1 FROM first_suspect f WHERE (f.turn, f.created_at, f.id) <= (p.turn, p.created_at, p.id))
+             OR (p.id = (SELECT id FROM first_suspect)
+                 AND NOT EXISTS (SELECT 1 FROM picked b WHERE (b.turn, b.created_at, b.id) < (p.turn, p.created_at, p.id)))
         ), claimed AS (
           UPDATE events e
           SET attempts = e.attempts + 1, locked_by = @owner, locked_until = statement_timestamp() + @lease
@@ -120,9 +138,38 @@ internal static class EventSql
           -- row ever locked in a newer version than the address read, the update would find no row there: that event
           -- is simply not claimed this time, and nothing of it is written.)
           WHERE e.ctid = due.ctid
-          RETURNING {ClaimedColumns}
+          RETURNING {ClaimedColumns}, due.turn
         ), {LeaseAggregates}
-        SELECT * FROM claimed ORDER BY created_at, id
+        SELECT c.*, EXISTS (SELECT 1 FROM offered o WHERE o.turn = (SELECT per_queue FROM share)) AS more
+        FROM claimed c ORDER BY c.turn, c.created_at, c.id
+        """;
+
+    // What a claim reads of each candidate: enough to order it, find it again, and tell a suspect.
+    private const string CandidateColumns =
+        "e.id, e.ctid, e.created_at, e.tenant_id, e.attempts > e.last_failed_attempt AS suspect";
+
+    // The claim's rule for one candidate e, whatever its tenant; see ClaimBatch.
+    private const string IsDueAndFree =
+        """
+        e.processed = false
+              AND e.next_attempt_at <= now()
+              AND (e.locked_until IS NULL OR e.locked_until < now())
+              -- Only a row last leased to this instance can be one it holds: the others skip the search of @held, which
+              -- compared every candidate with every held id (thousands of each at batch 1,000).
+              AND CASE WHEN e.locked_by = @owner THEN e.id <> ALL(@held) ELSE true END
+              -- A scalar subquery with LIMIT 1, not NOT EXISTS: the planner cannot turn it into a join, so it stays one
+              -- probe of events_pending_by_aggregate per candidate. As an anti-join, the planner (which expects almost
+              -- no row to have locked_by set) read every pending row of every aggregate on each claim instead.
+              AND (SELECT 1 FROM events p
+                   WHERE p.aggregate_id = e.aggregate_id
+                     AND p.tenant_id IS NOT DISTINCT FROM e.tenant_id
+                     AND p.processed = false
+                     AND (p.created_at, p.id) < (e.created_at, e.id)
+                     AND (p.next_attempt_at > now() OR p.locked_by IS NOT NULL)
+                   LIMIT 1) IS NULL
+              AND NOT EXISTS (SELECT 1 FROM event_aggregate_leases l
+                              WHERE l.aggregate_id = e.aggregate_id AND l.tenant_key = coalesce(e.tenant_id, '')
+                                AND l.locked_until >= now())
         """;
 
     // Takes the aggregates of what was claimed. A row already there holds nothing (a live one kept them out of the
@@ -131,16 +178,17 @@ internal static class EventSql
     private const string LeaseAggregates =
         """
         leased AS (
-          INSERT INTO event_aggregate_leases (aggregate_id, locked_by, locked_until)
-          SELECT DISTINCT c.aggregate_id, @owner, statement_timestamp() + @lease FROM claimed c WHERE c.aggregate_id IS NOT NULL
-          ON CONFLICT (aggregate_id) DO UPDATE SET locked_by = EXCLUDED.locked_by, locked_until = EXCLUDED.locked_until
+          INSERT INTO event_aggregate_leases (aggregate_id, tenant_key, locked_by, locked_until)
+          SELECT DISTINCT c.aggregate_id, coalesce(c.tenant_id, ''), @owner, statement_timestamp() + @lease
+          FROM claimed c WHERE c.aggregate_id IS NOT NULL
+          ON CONFLICT (aggregate_id, tenant_key) DO UPDATE SET locked_by = EXCLUDED.locked_by, locked_until = EXCLUDED.locked_until
         )
         """;
 
     /// <summary>
     /// Claims one event by id for an on-demand run: the same rules as <see cref="ClaimBatch"/> except that a
     /// pending backoff is skipped, since someone asked for it now, and that any earlier pending event of its
-    /// aggregate makes it wait, as does any event of its aggregate that is held.
+    /// aggregate (the same tenant's) makes it wait, as does any event of its aggregate that is held.
     /// </summary>
     public const string ClaimById =
         $"""
@@ -156,11 +204,13 @@ internal static class EventSql
             AND NOT EXISTS (
               SELECT 1 FROM events p
               WHERE p.aggregate_id = c.aggregate_id
+                AND p.tenant_id IS NOT DISTINCT FROM c.tenant_id
                 AND p.processed = false
                 AND (p.created_at, p.id) < (c.created_at, c.id))
             AND NOT EXISTS (
               SELECT 1 FROM event_aggregate_leases l
-              WHERE l.aggregate_id = c.aggregate_id AND l.locked_until >= now())
+              WHERE l.aggregate_id = c.aggregate_id AND l.tenant_key = coalesce(c.tenant_id, '')
+                AND l.locked_until >= now())
           FOR UPDATE SKIP LOCKED)
         RETURNING {ClaimedColumns}
         ), {LeaseAggregates}
@@ -177,11 +227,12 @@ internal static class EventSql
                (e.locked_until IS NOT NULL AND e.locked_until >= now()) AS held,
                coalesce(
                  (SELECT p.id FROM events p
-                  WHERE p.aggregate_id = e.aggregate_id AND p.processed = false
-                    AND (p.created_at, p.id) < (e.created_at, e.id)
+                  WHERE p.aggregate_id = e.aggregate_id AND p.tenant_id IS NOT DISTINCT FROM e.tenant_id
+                    AND p.processed = false AND (p.created_at, p.id) < (e.created_at, e.id)
                   ORDER BY p.created_at, p.id LIMIT 1),
                  (SELECT p.id FROM events p
-                  WHERE p.aggregate_id = e.aggregate_id AND p.processed = false AND p.id <> e.id
+                  WHERE p.aggregate_id = e.aggregate_id AND p.tenant_id IS NOT DISTINCT FROM e.tenant_id
+                    AND p.processed = false AND p.id <> e.id
                     AND p.locked_by IS NOT NULL AND p.locked_until >= now()
                   LIMIT 1)) AS waiting_for
         FROM events e WHERE e.id = @id
@@ -203,6 +254,7 @@ internal static class EventSql
           SET processed = o.kind IN (0, 2, 3),
               processed_at = CASE WHEN o.kind IN (0, 2, 3) THEN now() END,
               attempts = CASE WHEN o.kind = 4 THEN e.attempts - 1 ELSE e.attempts END,
+              last_failed_attempt = CASE WHEN o.kind IN (1, 2) THEN o.attempts ELSE e.last_failed_attempt END,
               next_attempt_at = CASE WHEN o.kind = 1 THEN now() + o.delay ELSE e.next_attempt_at END,
               locked_by = NULL,
               locked_until = NULL,
@@ -220,10 +272,11 @@ internal static class EventSql
           -- As written, each outcome finds its row by primary key and the fence is checked there.
           WHERE e.id = o.id
             AND CASE WHEN e.locked_by = @owner AND e.attempts = o.attempts AND e.processed = false THEN true ELSE false END
-          RETURNING e.id, o.kind, e.event_type, e.aggregate_id, o.error, o.attempts, e.created_at
+          RETURNING e.id, o.kind, e.event_type, e.aggregate_id, e.tenant_id, o.error, o.attempts, e.created_at
         ), unleased AS (
           DELETE FROM event_aggregate_leases l
-          WHERE l.aggregate_id IN (SELECT f.aggregate_id FROM fated f WHERE f.aggregate_id IS NOT NULL)
+          WHERE (l.aggregate_id, l.tenant_key) IN (SELECT f.aggregate_id, coalesce(f.tenant_id, '') FROM fated f
+                                                   WHERE f.aggregate_id IS NOT NULL)
             AND l.locked_by = @owner
         ), dead AS (
           INSERT INTO event_dead_letters (id, event_id, event_type, payload, error_message, retry_count, original_created_at)

@@ -123,7 +123,7 @@ public sealed class ClaimCostTests
         await InsertPendingAsync(3, aggregates: 1);
         var options = new EventProcessorOptions { ConnectionString = _db.ConnectionString, InstanceName = "test" };
         await using var database = new EventDatabase(options);
-        var claimed = await new EventClaimer(database, options, new HeldEvents(), TimeProvider.System).ClaimBatchAsync(3, onDemand: false, CancellationToken.None);
+        var claimed = (await new EventClaimer(database, options, new HeldEvents(), TimeProvider.System).ClaimBatchAsync(3, onDemand: false, CancellationToken.None)).Events;
         await using var session = new BatchSession(database.DataSource);
         var attempts = claimed.Select(e => new EventAttempt(e, session, options.SerializerOptions)).ToArray();
         var results = attempts.Select(_ => ExecutionResult.Completed).ToArray();
@@ -159,7 +159,7 @@ public sealed class ClaimCostTests
         const int runs = 8;
         for (var run = 0; run < runs; run++)
         {
-            var claimed = await claimer.ClaimBatchAsync(5, onDemand: false, CancellationToken.None);
+            var claimed = (await claimer.ClaimBatchAsync(5, onDemand: false, CancellationToken.None)).Events;
             var attempts = claimed.Select(e => new EventAttempt(e, session, options.SerializerOptions)).ToArray();
             await using var connection = await database.DataSource.OpenConnectionAsync();
             await completer.CompleteAsync(connection, null, attempts, [.. attempts.Select(_ => ExecutionResult.Completed)], CancellationToken.None);

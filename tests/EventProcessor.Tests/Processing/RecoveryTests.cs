@@ -128,7 +128,7 @@ public sealed class RecoveryTests
         await WaitUntilAsync(async () => claim.IsCompleted || await _db.ScalarAsync<long>(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") > 0);
         await write.CommitAsync();
-        var claimed = await claim.WaitAsync(TimeSpan.FromSeconds(10));
+        var claimed = (await claim.WaitAsync(TimeSpan.FromSeconds(10))).Events;
 
         var row = await _db.GetEventAsync(id);
         Assert.Multiple(() =>
@@ -153,7 +153,7 @@ public sealed class RecoveryTests
 
         // As if renewals had failed through an outage: the lease has run out while the handler runs.
         await _db.ExecuteAsync("UPDATE events SET locked_until = now() - interval '1 second' WHERE id = @id", new { id });
-        var claimed = await host.Services.GetRequiredService<EventClaimer>().ClaimBatchAsync(10, onDemand: false, CancellationToken.None);
+        var claimed = (await host.Services.GetRequiredService<EventClaimer>().ClaimBatchAsync(10, onDemand: false, CancellationToken.None)).Events;
         var byId = await host.Engine.ProcessEventAsync(id, CancellationToken.None);
         _gate.Release.SetResult();
         await _db.WaitForProcessedAsync(1);
@@ -192,7 +192,7 @@ public sealed class RecoveryTests
             """) > 0);
         await Task.Delay(TimeSpan.FromSeconds(3));
         await other.ExecuteAsync(holdLock.Replace("pg_advisory_lock", "pg_advisory_unlock", StringComparison.Ordinal));
-        Assert.That((await claim.WaitAsync(TimeSpan.FromSeconds(10))).Select(e => e.Id), Is.EqualTo(new[] { id }));
+        Assert.That((await claim.WaitAsync(TimeSpan.FromSeconds(10))).Events.Select(e => e.Id), Is.EqualTo(new[] { id }));
 
         var left = await _db.ScalarAsync<double>(
             "SELECT extract(epoch FROM locked_until - clock_timestamp())::float8 FROM events WHERE id = @id", new { id });
