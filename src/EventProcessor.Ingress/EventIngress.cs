@@ -29,7 +29,15 @@ public sealed class EventIngress(ClientStore clients, IEnumerable<IEventPayloadV
             throw;
         }
 
-        return await writer.WriteAsync(events, [], createdBy, cancellationToken);
+        try
+        {
+            return await writer.WriteAsync(events, [], createdBy, cancellationToken);
+        }
+        catch (IngressRejectedException)
+        {
+            stats.RecordRejected();
+            throw;
+        }
     }
 
     /// <summary>Counts a delivery that the classifier refused before it reached this pipeline.</summary>

@@ -14,6 +14,9 @@ public enum IngressRejection
 
     /// <summary>The payload violates its event type's JSON Schema (422).</summary>
     SchemaViolation,
+
+    /// <summary>An event's id is stored already, for another tenant or for none (409): it is not a duplicate.</summary>
+    Conflict,
 }
 
 /// <summary>

@@ -1,3 +1,4 @@
+using EventProcessor.Events;
 using System.Buffers;
 using System.Globalization;
 using System.IO.Compression;
@@ -32,6 +33,16 @@ public sealed class EventClassifier(IngressLimits limits)
 
     private static readonly string[] EnvelopeProperties =
         ["event_type", "payload", "id", "aggregate_id", "aggregate_type", "metadata"];
+
+    /// <summary>
+    /// Metadata keys that the event processor writes, or reads to decide something: a sender may not set them. Were
+    /// they taken as sent, a tenant could forge another's correlation, or an event's failures, tenant or replay marks.
+    /// </summary>
+    public static readonly IReadOnlySet<string> ReservedMetadataKeys = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "retry_count", "last_error", "next_attempt_at", "dead_lettered", "skipped", "skip_reason", "replay_count",
+        "replayed", "correlation_id", "causation_id", "tenant_id", "ingress", "aggregate_key", "sqs_message_id", "sqs_queue",
+    };
 
     /// <summary>The limits this classifier enforces.</summary>
     public IngressLimits Limits { get; } = limits;
@@ -79,6 +90,8 @@ public sealed class EventClassifier(IngressLimits limits)
             throw new IngressRejectedException("The array is empty; send at least one envelope.");
         }
 
+        EnsureFewEnoughEvents(items.Count, "envelopes");
+
         var events = new List<IncomingEvent>(items.Count);
         var violations = new List<string>();
         for (var i = 0; i < items.Count; i++)
@@ -120,6 +133,7 @@ public sealed class EventClassifier(IngressLimits limits)
             throw new IngressRejectedException("Records must be a non-empty array of SQS records.");
         }
 
+        EnsureFewEnoughEvents(records.GetArrayLength(), "records");
         var events = new List<IncomingEvent>();
         var index = 0;
         foreach (var record in records.EnumerateArray())
@@ -236,10 +250,11 @@ public sealed class EventClassifier(IngressLimits limits)
         JsonElement root, string source, string detailType, ReadOnlySpan<byte> raw, string? tenantId, string door, SqsOrigin? sqs)
     {
         var eventType = $"{source}.{Normalize(detailType)}";
-        if (eventType.Length > MaxEventTypeLength)
+        if (!EventTypes.IsValid(eventType))
         {
             throw new IngressRejectedException(
-                $"The EventBridge event's type '{eventType}' is longer than {MaxEventTypeLength} characters.");
+                $"The EventBridge event's source and detail-type make the event type {Quote(eventType)}, which is not valid: " +
+                EventTypes.Rule);
         }
 
         var naturalId = RequiredText(root, "id", "The EventBridge event");
@@ -254,7 +269,7 @@ public sealed class EventClassifier(IngressLimits limits)
             aggregateType = "aws.ecs.task";
         }
 
-        return new IncomingEvent(id, eventType, aggregateId, aggregateType, Encoding.UTF8.GetString(raw), Metadata(door, sqs), tenantId);
+        return new IncomingEvent(InTenant(id, tenantId), eventType, aggregateId, aggregateType, Encoding.UTF8.GetString(raw), Metadata(door, sqs), tenantId);
     }
 
     private Classification ClassifyLogs(JsonElement awslogs, string? tenantId, string door, SqsOrigin? sqs)
@@ -302,7 +317,7 @@ public sealed class EventClassifier(IngressLimits limits)
         }
 
         var incoming = new IncomingEvent(
-            Derive(name.ToString()),
+            InTenant(Derive(name.ToString()), tenantId),
             "aws.logs.batch",
             Derive($"aws.logs.stream/{logGroup}/{logStream}"),
             "aws.logs.stream",
@@ -332,7 +347,7 @@ public sealed class EventClassifier(IngressLimits limits)
             ?? throw new IngressRejectedException("The WebSocket requestContext has no requestId, messageId or requestTimeEpoch.");
 
         return new IncomingEvent(
-            Derive($"websocket/{apiId}/{connectionId}/{kind}/{request}"),
+            InTenant(Derive($"websocket/{apiId}/{connectionId}/{kind}/{request}"), tenantId),
             eventType,
             Derive($"websocket.connection/{apiId}/{connectionId}"),
             "websocket.connection",
@@ -364,9 +379,9 @@ public sealed class EventClassifier(IngressLimits limits)
         {
             violations.Add($"{prefix}event_type: required, a non-empty string such as \"user.created\".");
         }
-        else if (eventType.Length > MaxEventTypeLength)
+        else if (!EventTypes.IsValid(eventType))
         {
-            violations.Add($"{prefix}event_type: longer than {MaxEventTypeLength} characters.");
+            violations.Add($"{prefix}event_type: {Quote(eventType)} is not valid: {EventTypes.Rule}");
         }
 
         if (!envelope.TryGetProperty("payload", out var payload) || payload.ValueKind == JsonValueKind.Null)
@@ -379,16 +394,22 @@ public sealed class EventClassifier(IngressLimits limits)
         if (!envelope.TryGetProperty("id", out var idElement) || idElement.ValueKind == JsonValueKind.Null)
         {
             // Without an id a retried publish cannot be recognised; SQS's message id stands in when there is one.
-            id = sqs is null ? Guid.CreateVersion7() : Derive($"aws.sqs/{sqs.Queue}/{sqs.MessageId}");
+            id = sqs is null ? Guid.CreateVersion7() : InTenant(Derive($"aws.sqs/{sqs.Queue}/{sqs.MessageId}"), tenantId);
         }
         else if (idElement.ValueKind != JsonValueKind.String || idElement.GetString() is not { Length: > 0 and <= MaxNaturalIdLength } idText)
         {
             violations.Add($"{prefix}id: must be a UUID or a non-empty string of at most {MaxNaturalIdLength} characters.");
             id = Guid.Empty;
         }
+        else if (Guid.TryParse(idText, out var parsed))
+        {
+            // A UUID is stored as sent only without a tenant (the admin, an open door, SQL): a tenant's ids are its own,
+            // so that no tenant can take, or find out about, an id another will send.
+            id = tenantId is null ? parsed : Derive($"envelope/{tenantScope}/{parsed:D}");
+        }
         else
         {
-            id = Guid.TryParse(idText, out var parsed) ? parsed : Derive($"envelope/{tenantScope}/{idText}");
+            id = Derive($"envelope/{tenantScope}/{idText}");
         }
 
         Guid? aggregateId = null;
@@ -426,6 +447,14 @@ public sealed class EventClassifier(IngressLimits limits)
             if (metadataElement.ValueKind == JsonValueKind.Object)
             {
                 metadata = metadataElement;
+                foreach (var property in metadataElement.EnumerateObject())
+                {
+                    if (ReservedMetadataKeys.Contains(property.Name))
+                    {
+                        violations.Add(
+                            $"{prefix}metadata.{property.Name}: reserved: the event processor writes it; use a name of your own.");
+                    }
+                }
             }
             else
             {
@@ -469,7 +498,7 @@ public sealed class EventClassifier(IngressLimits limits)
         }
 
         var plain = new IncomingEvent(
-            Derive($"aws.sqs/{sqs.Queue}/{sqs.MessageId}"),
+            InTenant(Derive($"aws.sqs/{sqs.Queue}/{sqs.MessageId}"), sqs.ClientId),
             "aws.sqs.message",
             null,
             null,
@@ -500,12 +529,10 @@ public sealed class EventClassifier(IngressLimits limits)
             writer.WriteStartObject();
             if (given is { } metadata)
             {
+                // No reserved key is among them (ReadEnvelope refused those).
                 foreach (var property in metadata.EnumerateObject())
                 {
-                    if (property.Name is not ("ingress" or "aggregate_key" or "sqs_message_id" or "sqs_queue"))
-                    {
-                        property.WriteTo(writer);
-                    }
+                    property.WriteTo(writer);
                 }
             }
 
@@ -789,6 +816,27 @@ public sealed class EventClassifier(IngressLimits limits)
     }
 
     private static Guid Derive(string naturalKey) => DeterministicGuid.Create(naturalKey);
+
+    /// <summary>
+    /// The id of a tenant's row: every tenant has ids of its own, derived from its id and the source's, so that a row
+    /// of one tenant can never take (or reveal) the id of another's. Rows without a tenant keep the source's id.
+    /// </summary>
+    private static Guid InTenant(Guid sourceId, string? tenantId) =>
+        tenantId is null ? sourceId : Derive($"tenant/{tenantId}/{sourceId:D}");
+
+    /// <summary>A sender's text, quoted and escaped as JSON, so that a control character in it shows as an escape.</summary>
+    private static string Quote(string text) => JsonSerializer.Serialize(text);
+
+    private void EnsureFewEnoughEvents(int count, string what)
+    {
+        if (count > Limits.MaxEventsPerRequest)
+        {
+            throw new IngressRejectedException(
+                IngressRejection.TooLarge,
+                $"The delivery has {count} {what}, over the limit of {Limits.MaxEventsPerRequest} per request " +
+                "(MAX_EVENTS_PER_REQUEST); send them in smaller requests.");
+        }
+    }
 
     private static string? ClientIdOf(JsonElement record) =>
         record.TryGetProperty("messageAttributes", out var attributes)

@@ -11,4 +11,10 @@ public sealed class IngressLimits
 
     /// <summary>The deepest JSON nesting accepted. Default 64.</summary>
     public int MaxJsonDepth { get; set; } = 64;
+
+    /// <summary>
+    /// The most events one delivery may carry: envelopes in a <c>POST /events</c> array, or records in a Lambda SQS
+    /// delivery. Default 1,000. A larger burst in one request would take one tenant's share of the table in one go.
+    /// </summary>
+    public int MaxEventsPerRequest { get; set; } = 1_000;
 }

@@ -113,10 +113,11 @@ internal sealed class SqsIngressWorker(
         {
             receipt = await writer.WriteAsync([.. accepted.SelectMany(a => a.Events)], refused, "ingress:sqs", cancellationToken);
         }
-        catch (PostgresException exception) when (IsDataError(exception))
+        catch (Exception exception) when (IsUnwritable(exception))
         {
-            // One message's row is something PostgreSQL refuses (a number jsonb cannot hold, say). Find it by
-            // writing one message at a time, so that it alone is dead-lettered and the rest go through.
+            // One message's row is something PostgreSQL refuses (a number jsonb cannot hold, say), or has an id taken by
+            // another tenant. Find it by writing one message at a time, so that it alone is dead-lettered and the rest
+            // go through.
             receipt = await WriteOneByOneAsync(queueUrl, queueArn, accepted, refused, cancellationToken);
         }
 
@@ -145,9 +146,11 @@ internal sealed class SqsIngressWorker(
                 written += receipt.Written;
                 duplicates += receipt.Duplicates;
             }
-            catch (PostgresException exception) when (IsDataError(exception))
+            catch (Exception exception) when (IsUnwritable(exception))
             {
-                var reason = $"PostgreSQL refused the row: {exception.MessageText}";
+                var reason = exception is IngressRejectedException rejected
+                    ? rejected.Describe()
+                    : $"PostgreSQL refused the row: {((PostgresException)exception).MessageText}";
                 Log.MessageUnstorable(logger, message.MessageId, queueUrl, reason);
                 await writer.WriteAsync([], [DeadLetter(message, queueArn, SqsRecord.ToJson(message, queueArn), events, reason)], "ingress:sqs", cancellationToken);
             }
@@ -190,7 +193,9 @@ internal sealed class SqsIngressWorker(
             SqsRecord.SentAt(message) ?? timeProvider.GetUtcNow());
     }
 
-    // Class 22 is "data exception": the row itself is the problem, so writing it again cannot succeed.
-    private static bool IsDataError(PostgresException exception) =>
-        exception.SqlState.StartsWith("22", StringComparison.Ordinal);
+    // Class 22 is "data exception": the row itself is the problem, so writing it again cannot succeed; nor can writing
+    // an event whose id another tenant's event has.
+    private static bool IsUnwritable(Exception exception) =>
+        exception is PostgresException { SqlState: var state } && state.StartsWith("22", StringComparison.Ordinal)
+        || exception is IngressRejectedException { Rejection: IngressRejection.Conflict };
 }

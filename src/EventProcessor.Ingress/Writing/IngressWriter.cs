@@ -7,9 +7,13 @@ namespace EventProcessor.Ingress.Writing;
 public sealed class IngressWriter(NpgsqlDataSource dataSource, IngressStats stats)
 {
     /// <summary>
-    /// Inserts <paramref name="events"/> (skipping ids already present) and <paramref name="deadLetters"/> atomically.
-    /// When this returns, both are committed; when it throws, neither is.
+    /// Inserts <paramref name="events"/> (skipping ids already present for the same tenant) and
+    /// <paramref name="deadLetters"/> atomically. When this returns, both are committed; when it throws, neither is,
+    /// but for a conflict: then the dead letters are committed and no event is.
     /// </summary>
+    /// <exception cref="IngressRejectedException">
+    /// <see cref="IngressRejection.Conflict"/>: an event's id is stored for another tenant, or for none.
+    /// </exception>
     /// <param name="events">The rows to add, in delivery order.</param>
     /// <param name="deadLetters">Refused deliveries to record.</param>
     /// <param name="createdBy">Stored in <c>created_by</c>, such as <c>ingress:sqs</c>.</param>
@@ -41,12 +45,23 @@ public sealed class IngressWriter(NpgsqlDataSource dataSource, IngressStats stat
 
         // One round trip, one implicit transaction: an NpgsqlBatch runs atomically without BEGIN/COMMIT.
         var written = 0;
+        Guid[] taken = [];
         await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
         {
-            while (await reader.ReadAsync(cancellationToken))
+            if (events.Count > 0 && await reader.ReadAsync(cancellationToken))
             {
-                written++;
+                written = reader.GetInt32(0);
+                taken = reader.GetFieldValue<Guid[]>(1);
             }
+        }
+
+        if (taken.Length > 0)
+        {
+            stats.RecordRejected(deadLetters.Count);
+            throw new IngressRejectedException(
+                IngressRejection.Conflict,
+                $"The event id {taken[0]} is already used by an event of another tenant, or of none; nothing was written. " +
+                "Send the event with an id of its own.");
         }
 
         var duplicates = events.Count - written;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using EventProcessor.Events;
 using EventProcessor.Handling;
 using EventProcessor.Retries;
 using EventProcessor.Validation;
@@ -44,6 +45,13 @@ internal sealed class EventExecutor(
             return ExecutionResult.DeadLettered(
                 $"Gave up after {storedEvent.Attempt - 1} attempts; the last ones never finished (the process handling " +
                 "the event crashed, was killed or froze while holding it).");
+        }
+
+        if (!EventTypes.IsValid(storedEvent.EventType))
+        {
+            // Only a row inserted by SQL can get here: every door refuses such a type.
+            return ExecutionResult.DeadLettered(Truncate(
+                $"Its event_type {JsonSerializer.Serialize(storedEvent.EventType)} is not valid: {EventTypes.Rule}"));
         }
 
         var handlers = registry.For(storedEvent.EventType);

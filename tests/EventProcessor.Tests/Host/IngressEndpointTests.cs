@@ -165,7 +165,7 @@ public sealed class IngressEndpointTests
         const string Batch = """
             [
               {"id": "order-1", "event_type": "order.placed", "aggregate_id": "customer-9", "payload": {"total": 12.5}},
-              {"id": "order-1-paid", "event_type": "order.paid", "aggregate_id": "customer-9", "payload": {"total": 12.5}, "metadata": {"correlation_id": "c-1"}}
+              {"id": "order-1-paid", "event_type": "order.paid", "aggregate_id": "customer-9", "payload": {"total": 12.5}, "metadata": {"request_id": "c-1"}}
             ]
             """;
 
@@ -182,7 +182,7 @@ public sealed class IngressEndpointTests
             Assert.That(again.GetProperty("duplicates").GetInt32(), Is.EqualTo(2));
             Assert.That(rows.Select(r => r.EventType), Is.EqualTo(new[] { "order.placed", "order.paid" }), "written in the order sent");
             Assert.That(rows[0].AggregateId, Is.Not.Null.And.EqualTo(rows[1].AggregateId), "one aggregate key, one aggregate id");
-            Assert.That(JsonDocument.Parse(rows[1].Metadata).RootElement.GetProperty("correlation_id").GetString(), Is.EqualTo("c-1"));
+            Assert.That(JsonDocument.Parse(rows[1].Metadata).RootElement.GetProperty("request_id").GetString(), Is.EqualTo("c-1"));
             Assert.That(JsonDocument.Parse(rows[0].Metadata).RootElement.GetProperty("aggregate_key").GetString(), Is.EqualTo("customer-9"));
         });
     }

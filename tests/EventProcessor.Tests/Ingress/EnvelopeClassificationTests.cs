@@ -25,7 +25,10 @@ public sealed class EnvelopeClassificationTests
         Assert.Multiple(() =>
         {
             Assert.That(incoming.EventType, Is.EqualTo("user.created"));
-            Assert.That(incoming.Id, Is.EqualTo(Guid.Parse("7d8a3f0e-2b1c-4d5e-9f60-718293a4b5c6")), "a UUID id is used as it is");
+            Assert.That(
+                incoming.Id,
+                Is.EqualTo(DeterministicGuid.Create("envelope/acme/7d8a3f0e-2b1c-4d5e-9f60-718293a4b5c6")),
+                "a tenant's UUID id is its own: derived from the tenant and the id");
             Assert.That(incoming.TenantId, Is.EqualTo("acme"));
             Assert.That(incoming.AggregateId, Is.Null);
             Assert.That(incoming.AggregateType, Is.Null);
@@ -219,17 +222,81 @@ public sealed class EnvelopeClassificationTests
     }
 
     [Test]
-    public void Given_metadata_is_kept_and_ingress_is_added_over_any_the_sender_claims()
+    public void Given_metadata_is_kept_and_ingress_is_added()
     {
         var incoming = Classify("""
             {"event_type":"t","payload":{},"aggregate_id":"k-1",
-             "metadata":{"trace_id":"abc","source":{"app":"shop","version":3},"tags":["a","b"],
-                         "ingress":"forged","aggregate_key":"forged","sqs_message_id":"forged","sqs_queue":"forged"}}
+             "metadata":{"trace_id":"abc","source":{"app":"shop","version":3},"tags":["a","b"]}}
             """).Single();
 
         Assert.That(SameJson(incoming.MetadataJson, """
             {"trace_id":"abc","source":{"app":"shop","version":3},"tags":["a","b"],"ingress":"http:/events","aggregate_key":"k-1"}
             """), Is.True, incoming.MetadataJson);
+    }
+
+    [TestCaseSource(typeof(EventClassifier), nameof(EventClassifier.ReservedMetadataKeys))]
+    public void A_reserved_metadata_key_is_refused_whoever_sends_it(string key)
+    {
+        var body = $$$"""[{"event_type":"t","payload":{}},{"event_type":"t","payload":{},"metadata":{"note":"x","{{{key}}}":-1}}]""";
+
+        foreach (var tenant in new[] { "acme", null })
+        {
+            var rejected = Reject(body, tenant);
+            Assert.Multiple(() =>
+            {
+                Assert.That(rejected.Rejection, Is.EqualTo(IngressRejection.Malformed));
+                Assert.That(rejected.Violations, Is.EqualTo(new[] { $"[1].metadata.{key}: reserved: the event processor writes it; use a name of your own." }));
+            });
+        }
+    }
+
+    [TestCase("user.created")]
+    [TestCase("A")]
+    [TestCase("aws.ecs.ecs_task_state_change")]
+    [TestCase("billing:invoice-paid.v2")]
+    public void An_event_type_of_letters_digits_and_dots_colons_dashes_or_underscores_is_accepted(string eventType)
+    {
+        Assert.That(Classify($$"""{"event_type":"{{eventType}}","payload":1}""").Single().EventType, Is.EqualTo(eventType));
+    }
+
+    [TestCase("user.created\\n2026-12-03 [INF] forged line")]
+    [TestCase("user.created\\n")]
+    [TestCase("user created")]
+    [TestCase(".user")]
+    [TestCase("-user")]
+    [TestCase("_user")]
+    [TestCase("user/created")]
+    [TestCase("user\\u0007")]
+    [TestCase("ünicode")]
+    [TestCase("t{x}")]
+    public void Any_other_event_type_is_refused_with_the_rule(string eventType)
+    {
+        var rejected = Reject($$"""{"event_type":"{{eventType}}","payload":1}""");
+
+        Assert.That(rejected.Violations.Single(), Does.StartWith("event_type: ").And.Contain("is not valid: an event type is 1 to 100 letters"));
+    }
+
+    [Test]
+    public void An_event_type_longer_than_100_characters_is_refused()
+    {
+        Assert.That(Classify($$"""{"event_type":"{{new string('a', 100)}}","payload":1}""").Single().EventType, Has.Length.EqualTo(100));
+        Assert.That(Reject($$"""{"event_type":"{{new string('a', 101)}}","payload":1}""").Violations.Single(), Does.Contain("is not valid"));
+    }
+
+    [Test]
+    public void More_envelopes_than_a_request_may_carry_are_refused_as_too_large()
+    {
+        var classifier = new EventClassifier(new IngressLimits { MaxEventsPerRequest = 3 });
+        var three = "[" + string.Join(",", Enumerable.Repeat("""{"event_type":"t","payload":1}""", 3)) + "]";
+        var four = "[" + string.Join(",", Enumerable.Repeat("""{"event_type":"t","payload":1}""", 4)) + "]";
+
+        Assert.That(classifier.ClassifyEnvelopes(Utf8(three), "acme"), Has.Count.EqualTo(3));
+        var rejected = Assert.Throws<IngressRejectedException>(() => classifier.ClassifyEnvelopes(Utf8(four), "acme"))!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(rejected.Rejection, Is.EqualTo(IngressRejection.TooLarge));
+            Assert.That(rejected.Message, Does.Contain("4 envelopes, over the limit of 3 per request (MAX_EVENTS_PER_REQUEST)"));
+        });
     }
 
     [TestCase("0")]
@@ -250,8 +317,27 @@ public sealed class EnvelopeClassificationTests
     [TestCase("7D8A3F0E-2B1C-4D5E-9F60-718293A4B5C6")]
     public void Any_spelling_of_a_UUID_is_that_UUID(string id)
     {
-        var incoming = Classify($$"""{"event_type":"t","id":"{{id}}","payload":1}""").Single();
+        var uuid = Guid.Parse("7d8a3f0e-2b1c-4d5e-9f60-718293a4b5c6");
+        Assert.Multiple(() =>
+        {
+            Assert.That(Classify($$"""{"event_type":"t","id":"{{id}}","payload":1}""", tenantId: null).Single().Id, Is.EqualTo(uuid), "without a tenant, as sent");
+            Assert.That(Classify($$"""{"event_type":"t","id":"{{id}}","payload":1}""").Single().Id, Is.EqualTo(DeterministicGuid.Create($"envelope/acme/{uuid}")), "a tenant's");
+        });
+    }
 
-        Assert.That(incoming.Id, Is.EqualTo(Guid.Parse("7d8a3f0e-2b1c-4d5e-9f60-718293a4b5c6")));
+    [Test]
+    public void Two_tenants_that_send_the_same_id_get_two_events_and_neither_can_send_the_others()
+    {
+        // B's order-42, and what A would send to take it: B's stored id, sent as a UUID.
+        var ofB = Classify("""{"event_type":"t","id":"order-42","payload":1}""", "tenant-b").Single().Id;
+        var ofA = Classify("""{"event_type":"t","id":"order-42","payload":1}""", "tenant-a").Single().Id;
+        var forged = Classify($$"""{"event_type":"t","id":"{{ofB}}","payload":1}""", "tenant-a").Single().Id;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(ofA, Is.Not.EqualTo(ofB));
+            Assert.That(forged, Is.Not.EqualTo(ofB), "a tenant's UUID never lands on another tenant's id");
+            Assert.That(forged, Is.Not.EqualTo(ofA));
+        });
     }
 }

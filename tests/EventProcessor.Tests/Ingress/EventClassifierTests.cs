@@ -118,7 +118,23 @@ public sealed class EventClassifierTests
 
         var rejected = Assert.Throws<IngressRejectedException>(() => _classifier.ClassifyLambdaEvent(Utf8(delivery)))!;
 
-        Assert.That(rejected.Message, Does.Contain("longer than 100 characters"));
+        Assert.That(rejected.Message, Does.Contain("is not valid: an event type is 1 to 100 letters"));
+    }
+
+    [TestCase("com.example\nforged")]
+    [TestCase("my app")]
+    [TestCase("com/example")]
+    public void An_EventBridge_source_that_makes_an_invalid_event_type_is_rejected(string source)
+    {
+        var delivery = EventBridge(source, "Order Placed", "e-1", new JsonObject());
+
+        var rejected = Assert.Throws<IngressRejectedException>(() => _classifier.ClassifyLambdaEvent(Utf8(delivery)))!;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rejected.Rejection, Is.EqualTo(IngressRejection.Malformed));
+            Assert.That(rejected.Message, Does.Contain("is not valid").And.Not.Contain("\n"), "a control character shows as an escape");
+        });
     }
 
     [Test]

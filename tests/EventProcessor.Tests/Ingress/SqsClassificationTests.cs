@@ -147,7 +147,10 @@ public sealed class SqsClassificationTests
         Assert.Multiple(() =>
         {
             Assert.That(incoming.EventType, Is.EqualTo("aws.ecs.ecs_task_state_change"));
-            Assert.That(incoming.Id, Is.EqualTo(Guid.Parse("c0ffee00-1234-4567-89ab-cdef01234567")));
+            Assert.That(
+                incoming.Id,
+                Is.EqualTo(DeterministicGuid.Create("tenant/acme/c0ffee00-1234-4567-89ab-cdef01234567")),
+                "the event's id, in its tenant's own id space");
             Assert.That(incoming.AggregateId, Is.EqualTo(DeterministicGuid.Create($"aws.ecs.task/{TaskArn}")));
             Assert.That(JsonNode.DeepEquals(PayloadOf(incoming), eventBridge), Is.True, "the payload is the event, not the SQS record");
             Assert.That(incoming.TenantId, Is.EqualTo("acme"));

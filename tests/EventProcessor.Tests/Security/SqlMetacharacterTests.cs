@@ -8,7 +8,7 @@ namespace EventProcessor.Tests.Security;
 
 /// <summary>
 /// SQL metacharacters in fields that may hold any text are data: stored exactly as sent, with every table intact.
-/// (Where a field must be a UUID, the corpus shows they are refused.)
+/// (Where a field must be a UUID or an event type, the corpus shows they are refused.)
 /// </summary>
 public sealed class SqlMetacharacterTests
 {
@@ -31,7 +31,7 @@ public sealed class SqlMetacharacterTests
         var sent = Hostile.Select((text, i) => new
         {
             id = $"{text} #{i}",
-            event_type = text,
+            event_type = "sql.metacharacters",
             aggregate_id = text,
             aggregate_type = text.Length <= 50 ? text : text[..50],
             payload = new Dictionary<string, string> { [text] = text },
@@ -52,7 +52,7 @@ public sealed class SqlMetacharacterTests
             using var metadata = JsonDocument.Parse(row.Metadata);
             Assert.Multiple(() =>
             {
-                Assert.That(row.EventType, Is.EqualTo(sent[i].event_type));
+                Assert.That(row.EventType, Is.EqualTo("sql.metacharacters"));
                 Assert.That(row.AggregateType, Is.EqualTo(sent[i].aggregate_type));
                 Assert.That(payload.RootElement.GetProperty(Hostile[i]).GetString(), Is.EqualTo(Hostile[i]));
                 Assert.That(metadata.RootElement.GetProperty("note").GetString(), Is.EqualTo(Hostile[i]));
