@@ -76,6 +76,7 @@ internal static class ServiceApp
         builder.Services.AddSingleton(settings);
         builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = CompleteProblem);
         builder.Services.AddAdminRateLimiting(settings);
+        builder.Services.AddSingleton<ClientRateLimits>();
         builder.Services.AddSingleton(_ => new AdminDatabase(settings.ConnectionString));
         builder.Services.AddSingleton<AdminStore>();
 

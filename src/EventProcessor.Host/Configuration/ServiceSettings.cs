@@ -31,7 +31,9 @@ internal sealed record ServiceSettings(
     int MaxDecompressedBytes,
     int MaxJsonDepth,
     bool AllowUnauthenticated,
-    int AdminRateLimitPerMinute)
+    int AdminRateLimitPerMinute,
+    int MaxEventsPerRequest,
+    int ClientRateLimitPerSecond)
 {
     public static ServiceSettings Load(IConfiguration configuration)
     {
@@ -57,7 +59,9 @@ internal sealed record ServiceSettings(
             MaxDecompressedBytes: Int(configuration, "MAX_DECOMPRESSED_BYTES", 8 * 1024 * 1024, 1024, 256 * 1024 * 1024),
             MaxJsonDepth: Int(configuration, "MAX_JSON_DEPTH", 64, 2, 1_000),
             AllowUnauthenticated: Bool(configuration, "ALLOW_UNAUTHENTICATED", false),
-            AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000));
+            AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000),
+            MaxEventsPerRequest: Int(configuration, "MAX_EVENTS_PER_REQUEST", 1_000, 1, 100_000),
+            ClientRateLimitPerSecond: Int(configuration, "CLIENT_RATE_LIMIT_PER_SECOND", 1_000, 0, Ingress.Clients.ClientStore.MaxRate));
     }
 
     /// <summary>
@@ -87,7 +91,8 @@ internal sealed record ServiceSettings(
             .Append(CultureInfo.InvariantCulture, $"RunMigrations = {RunMigrations}, ConnectionString = {connection.ConnectionString}, ")
             .Append(CultureInfo.InvariantCulture, $"AdminApiKey = {(AdminApiKey is null ? "(none)" : "(set)")}, MaxBodyBytes = {MaxBodyBytes}, ")
             .Append(CultureInfo.InvariantCulture, $"MaxDecompressedBytes = {MaxDecompressedBytes}, MaxJsonDepth = {MaxJsonDepth}, ")
-            .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}");
+            .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}, ")
+            .Append(CultureInfo.InvariantCulture, $"MaxEventsPerRequest = {MaxEventsPerRequest}, ClientRateLimitPerSecond = {ClientRateLimitPerSecond}");
         return true;
     }
 
@@ -112,6 +117,7 @@ internal sealed record ServiceSettings(
         options.Limits.MaxBodyBytes = MaxBodyBytes;
         options.Limits.MaxDecompressedBytes = MaxDecompressedBytes;
         options.Limits.MaxJsonDepth = MaxJsonDepth;
+        options.Limits.MaxEventsPerRequest = MaxEventsPerRequest;
         configuration.GetSection("Sqs").Bind(options.Sqs);
         for (var i = 0; i < options.Sqs.Queues.Count; i++)
         {

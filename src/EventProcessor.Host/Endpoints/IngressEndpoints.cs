@@ -11,6 +11,7 @@ namespace EventProcessor.Host.Endpoints;
 /// Door 1: <c>POST /process</c> takes one raw Lambda event (admin key), <c>POST /events</c> takes this product's
 /// envelope, one or an array (a client's key, or the admin key). Both answer 202 with the ids written and how many
 /// were already there, or a problem+json 4xx that says what to fix; nothing is written unless all of it is accepted.
+/// A client's events count against its rate (<see cref="ClientRateLimits"/>).
 /// </summary>
 internal static class IngressEndpoints
 {
@@ -35,6 +36,7 @@ internal static class IngressEndpoints
             "ingress:http",
             ingress,
             engine,
+            sender: null,
             cancellationToken);
     }
 
@@ -44,13 +46,14 @@ internal static class IngressEndpoints
         EventIngress ingress,
         EventEngine engine,
         ClientStore clients,
+        ClientRateLimits rates,
         ServiceSettings settings,
         CancellationToken cancellationToken)
     {
-        string? tenantId;
+        Client? client;
         try
         {
-            (tenantId, var unidentified) = await IdentifyAsync(request, settings, clients, cancellationToken);
+            (client, var unidentified) = await IdentifyAsync(request, settings, clients, cancellationToken);
             if (unidentified is not null)
             {
                 return unidentified;
@@ -61,6 +64,12 @@ internal static class IngressEndpoints
             return DatabaseUnavailable();
         }
 
+        if (client is not null && rates.Precheck(client) is { } overRate)
+        {
+            ingress.RecordRejected();
+            return overRate;
+        }
+
         var (body, refused) = await ReadBodyAsync(request, classifier.Limits.MaxBodyBytes, ingress, cancellationToken);
         if (refused is not null)
         {
@@ -68,15 +77,22 @@ internal static class IngressEndpoints
         }
 
         return await AcceptAsync(
-            () => new Classification(classifier.ClassifyEnvelopes(body, tenantId)),
-            tenantId is null ? "ingress:http" : $"client:{tenantId}",
+            () => new Classification(classifier.ClassifyEnvelopes(body, client?.Id)),
+            client is null ? "ingress:http" : $"client:{client.Id}",
             ingress,
             engine,
+            client is null ? null : (client, rates),
             cancellationToken);
     }
 
+    // sender: the client whose rate the delivery's events are taken from; null when no client sent it.
     private static async Task<IResult> AcceptAsync(
-        Func<Classification> classify, string createdBy, EventIngress ingress, EventEngine engine, CancellationToken cancellationToken)
+        Func<Classification> classify,
+        string createdBy,
+        EventIngress ingress,
+        EventEngine engine,
+        (Client Client, ClientRateLimits Rates)? sender,
+        CancellationToken cancellationToken)
     {
         try
         {
@@ -89,6 +105,12 @@ internal static class IngressEndpoints
             {
                 ingress.RecordRejected();
                 throw;
+            }
+
+            if (sender is var (client, rates) && rates.Take(client, classification.Events.Count) is { } overRate)
+            {
+                ingress.RecordRejected();
+                return overRate;
             }
 
             var receipt = await ingress.AcceptAsync(classification.Events, createdBy, cancellationToken);
@@ -107,12 +129,15 @@ internal static class IngressEndpoints
         }
         catch (PostgresException exception) when (exception.SqlState.StartsWith("22", StringComparison.Ordinal))
         {
-            // A data exception: the row itself is what PostgreSQL refuses (a number jsonb cannot hold, say).
+            // A data exception: the row itself is what PostgreSQL refuses. The classifier refuses what it knows of
+            // (NUL characters, unpaired surrogates, huge exponents); what remains is a number jsonb cannot hold.
             ingress.RecordRejected();
             return Results.Problem(
                 statusCode: StatusCodes.Status400BadRequest,
                 title: "Payload cannot be stored",
-                detail: $"PostgreSQL refused the event: {exception.MessageText}");
+                detail: exception.SqlState == PostgresErrorCodes.NumericValueOutOfRange
+                    ? "The event has a number too large or too precise to store (at most 131,072 digits before the point and 16,383 after); send it as a string."
+                    : "The event has a value the database cannot store; check its numbers and strings, or send such values as strings.");
         }
         catch (Exception exception) when (exception is NpgsqlException or TimeoutException)
         {
@@ -131,7 +156,7 @@ internal static class IngressEndpoints
     /// <c>ADMIN_API_KEY</c> is configured (Development, or <c>ALLOW_UNAUTHENTICATED</c>), anyone (no tenant). An
     /// unknown key is refused rather than ignored.
     /// </summary>
-    private static async Task<(string? TenantId, IResult? Refused)> IdentifyAsync(
+    private static async Task<(Client? Client, IResult? Refused)> IdentifyAsync(
         HttpRequest request, ServiceSettings settings, ClientStore clients, CancellationToken cancellationToken)
     {
         var key = ApiKeyFilter.PresentedKey(request);
@@ -154,7 +179,7 @@ internal static class IngressEndpoints
         }
 
         return client.Active
-            ? (client.Id, null)
+            ? (client, null)
             : (null, Results.Problem(
                 statusCode: StatusCodes.Status403Forbidden,
                 title: "Client disabled",
@@ -180,6 +205,7 @@ internal static class IngressEndpoints
             IngressRejection.TooLarge => (StatusCodes.Status413PayloadTooLarge, "Payload too large"),
             IngressRejection.Forbidden => (StatusCodes.Status403Forbidden, "Event type not allowed for this client"),
             IngressRejection.SchemaViolation => (StatusCodes.Status422UnprocessableEntity, "Schema violation"),
+            IngressRejection.Conflict => (StatusCodes.Status409Conflict, "Event id taken"),
             _ => (StatusCodes.Status400BadRequest, "Malformed event"),
         };
         return Results.Problem(

@@ -6,7 +6,11 @@ namespace EventProcessor.Ingress.Clients;
 /// <param name="AllowedEventTypes">Exact types, <c>prefix*</c> patterns or <c>*</c>.</param>
 /// <param name="Active">False once disabled: its key no longer works and its SQS messages are refused.</param>
 /// <param name="CreatedAt">When the client was added.</param>
-public sealed record Client(string Id, string Name, string[] AllowedEventTypes, bool Active, DateTimeOffset CreatedAt)
+/// <param name="RateLimitPerSecond">
+/// Events per second it may publish over HTTP, per instance: 0 for no limit, null for the service's default.
+/// </param>
+public sealed record Client(
+    string Id, string Name, string[] AllowedEventTypes, bool Active, DateTimeOffset CreatedAt, int? RateLimitPerSecond = null)
 {
     /// <summary>Whether this client may send <paramref name="eventType"/>.</summary>
     public bool Allows(string eventType)

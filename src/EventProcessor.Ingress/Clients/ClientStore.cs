@@ -19,20 +19,72 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
     ];
 
     private const string SelectColumns =
-        "id AS Id, name AS Name, allowed_event_types AS AllowedEventTypes, active AS Active, created_at AS CreatedAt";
+        "id AS Id, name AS Name, allowed_event_types AS AllowedEventTypes, active AS Active, created_at AS CreatedAt, " +
+        "rate_limit_per_second AS RateLimitPerSecond";
 
     /// <summary>Adds a client and returns it with its new API key, which is stored only as a hash.</summary>
-    /// <exception cref="ClientException">The id or types are invalid, or the id is taken.</exception>
+    /// <param name="id">The client id, which becomes its events' tenant.</param>
+    /// <param name="name">A human name; the id when null.</param>
+    /// <param name="allowedEventTypes">Exact types, <c>prefix*</c> patterns or <c>*</c>.</param>
+    /// <param name="rateLimitPerSecond">Events per second over HTTP (0: no limit); null for the service's default.</param>
+    /// <param name="cancellationToken">Cancels the insert.</param>
+    /// <exception cref="ClientException">The id, types or rate are invalid, or the id is taken.</exception>
     public async Task<(Client Client, string ApiKey)> AddAsync(
-        string id, string? name, IReadOnlyCollection<string> allowedEventTypes, CancellationToken cancellationToken = default)
+        string id,
+        string? name,
+        IReadOnlyCollection<string> allowedEventTypes,
+        int? rateLimitPerSecond = null,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(allowedEventTypes);
         Validate(id, allowedEventTypes);
+        ValidateRate(rateLimitPerSecond);
         var apiKey = NewApiKey();
-        var client = await InsertAsync(id, name ?? id, allowedEventTypes, apiKey, cancellationToken)
+        var client = await InsertAsync(id, name ?? id, allowedEventTypes, apiKey, rateLimitPerSecond, cancellationToken)
             ?? throw new ClientException($"A client with id '{id}' already exists.");
         return (client, apiKey);
     }
+
+    /// <summary>
+    /// Changes what is given of a client: its name, its allowed types, its rate. Null leaves a field as it is; a rate
+    /// of <see cref="DefaultRate"/> gives it the service's default again. Null when there is no such client.
+    /// </summary>
+    /// <exception cref="ClientException">The types or the rate are invalid.</exception>
+    public async Task<Client?> UpdateAsync(
+        string id,
+        string? name = null,
+        IReadOnlyCollection<string>? allowedEventTypes = null,
+        int? rateLimitPerSecond = null,
+        CancellationToken cancellationToken = default)
+    {
+        if (allowedEventTypes is not null)
+        {
+            Validate(id, allowedEventTypes);
+        }
+
+        if (rateLimitPerSecond != DefaultRate)
+        {
+            ValidateRate(rateLimitPerSecond);
+        }
+
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
+        var row = await connection.QuerySingleOrDefaultAsync<ClientRow>(new CommandDefinition(
+            $"""
+            UPDATE clients
+            SET name = coalesce(@name::text, name),
+                allowed_event_types = coalesce(@types::text[], allowed_event_types),
+                rate_limit_per_second = CASE WHEN @rate::integer IS NULL THEN rate_limit_per_second
+                                             WHEN @rate::integer = {DefaultRate} THEN NULL ELSE @rate::integer END
+            WHERE id = @id
+            RETURNING {SelectColumns}
+            """,
+            new { id, name, types = allowedEventTypes?.ToArray(), rate = rateLimitPerSecond },
+            cancellationToken: cancellationToken));
+        return row?.ToClient();
+    }
+
+    /// <summary>The rate to give <see cref="UpdateAsync"/> to put a client back on the service's default.</summary>
+    public const int DefaultRate = -1;
 
     /// <summary>Every client, oldest first.</summary>
     public async Task<IReadOnlyList<Client>> ListAsync(CancellationToken cancellationToken = default)
@@ -93,22 +145,22 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
     {
         foreach (var (id, types, apiKey) in DevelopmentClients)
         {
-            await InsertAsync(id, $"{id} (development sample)", types, apiKey, cancellationToken);
+            await InsertAsync(id, $"{id} (development sample)", types, apiKey, null, cancellationToken);
         }
     }
 
     private async Task<Client?> InsertAsync(
-        string id, string name, IReadOnlyCollection<string> types, string apiKey, CancellationToken cancellationToken)
+        string id, string name, IReadOnlyCollection<string> types, string apiKey, int? rate, CancellationToken cancellationToken)
     {
         await using var connection = await dataSource.OpenConnectionAsync(cancellationToken);
         var row = await connection.QuerySingleOrDefaultAsync<ClientRow>(new CommandDefinition(
             $"""
-            INSERT INTO clients (id, name, api_key_hash, allowed_event_types)
-            VALUES (@id, @name, @hash, @types)
+            INSERT INTO clients (id, name, api_key_hash, allowed_event_types, rate_limit_per_second)
+            VALUES (@id, @name, @hash, @types, @rate)
             ON CONFLICT DO NOTHING
             RETURNING {SelectColumns}
             """,
-            new { id, name, hash = Hash(apiKey), types = types.ToArray() },
+            new { id, name, hash = Hash(apiKey), types = types.ToArray(), rate },
             cancellationToken: cancellationToken));
         return row?.ToClient();
     }
@@ -137,6 +189,17 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
         }
     }
 
+    private static void ValidateRate(int? rate)
+    {
+        if (rate is < 0 or > MaxRate)
+        {
+            throw new ClientException($"Rate {rate} is invalid: give events per second from 0 (no limit) to {MaxRate}.");
+        }
+    }
+
+    /// <summary>The largest rate a client may be given, in events per second.</summary>
+    public const int MaxRate = 1_000_000;
+
     /// <summary>A new key: <c>epk_</c> and 256 random bits, URL-safe.</summary>
     private static string NewApiKey() => "epk_" + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
 
@@ -154,7 +217,10 @@ public sealed partial class ClientStore(NpgsqlDataSource dataSource)
 
         public DateTime CreatedAt { get; init; }
 
-        public Client ToClient() => new(Id, Name, AllowedEventTypes, Active, new DateTimeOffset(CreatedAt, TimeSpan.Zero));
+        public int? RateLimitPerSecond { get; init; }
+
+        public Client ToClient() =>
+            new(Id, Name, AllowedEventTypes, Active, new DateTimeOffset(CreatedAt, TimeSpan.Zero), RateLimitPerSecond);
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]+$")]

@@ -52,6 +52,8 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.AdminApiKey, Is.Null, "ADMIN_API_KEY");
             Assert.That(settings.AllowUnauthenticated, Is.False, "ALLOW_UNAUTHENTICATED");
             Assert.That(settings.AdminRateLimitPerMinute, Is.EqualTo(600), "ADMIN_RATE_LIMIT_PER_MINUTE");
+            Assert.That(settings.MaxEventsPerRequest, Is.EqualTo(1_000), "MAX_EVENTS_PER_REQUEST");
+            Assert.That(settings.ClientRateLimitPerSecond, Is.EqualTo(1_000), "CLIENT_RATE_LIMIT_PER_SECOND");
         });
     }
 
@@ -108,12 +110,14 @@ public sealed class ServiceSettingsTests
             ("MAX_DECOMPRESSED_BYTES", "4096"),
             ("MAX_JSON_DEPTH", "8"),
             ("ALLOW_UNAUTHENTICATED", "yes"),
-            ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"));
+            ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"),
+            ("MAX_EVENTS_PER_REQUEST", "7"),
+            ("CLIENT_RATE_LIMIT_PER_SECOND", "0"));
 
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30)));
+                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30, 7, 0)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
@@ -137,6 +141,8 @@ public sealed class ServiceSettingsTests
     [TestCase("RETRY_BACKOFF_FACTOR", "fast")]
     [TestCase("HANDLER_TIMEOUT_MS", "0")]
     [TestCase("LEASE_MS", "999")]
+    [TestCase("MAX_EVENTS_PER_REQUEST", "0")]
+    [TestCase("CLIENT_RATE_LIMIT_PER_SECOND", "-1")]
     [TestCase("MAX_BODY_BYTES", "10")]
     [TestCase("MAX_DECOMPRESSED_BYTES", "x")]
     [TestCase("MAX_JSON_DEPTH", "1")]
