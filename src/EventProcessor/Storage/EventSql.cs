@@ -66,8 +66,8 @@ internal static class EventSql
     /// </para>
     /// </summary>
     /// <remarks>
-    /// The tenants with pending events are found by skipping through <c>events_pending_by_tenant</c>, one probe per
-    /// tenant. Each tenant offers at most twice its equal share of @limit (all of it when it is alone), so that a
+    /// The tenants with pending events are found by skipping through <c>events_claim_fifo</c>, one probe per tenant,
+    /// and each tenant's backlog is read from it in order. Each tenant offers at most twice its equal share of @limit (all of it when it is alone), so that a
     /// tenant with few due events leaves its room to the others without the claim reading every tenant's backlog up to
     /// @limit; <c>more</c> says whether any tenant had more to offer, so that a claim cut short by the shares is
     /// followed at once by another.

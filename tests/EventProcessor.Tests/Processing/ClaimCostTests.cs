@@ -86,6 +86,48 @@ public sealed class ClaimCostTests
     }
 
     [Test]
+    public async Task A_claim_reads_each_tenants_backlog_from_its_own_range_of_the_fifo_index()
+    {
+        // Planned, as the engine plans it (a generic plan, prepared on its connection's first claim), while the table
+        // holds a few events without a tenant; then one tenant gets a deep backlog and two a few events. The claim
+        // must still read each queue from its own range of the index, and each candidate's predecessors by one probe.
+        await InsertPendingAsync(50, aggregates: 5);
+        await _db.ExecuteAsync("VACUUM ANALYZE events");
+        await using var connection = await _db.DataSource.OpenConnectionAsync();
+        await using var transaction = await connection.BeginTransactionAsync();
+        await connection.ExecuteAsync(EventSql.PinIndexPlans, transaction: transaction);
+        var positional = EventSql.ClaimBatch
+            .Replace("@limit", "$1", StringComparison.Ordinal).Replace("@owner", "$2", StringComparison.Ordinal)
+            .Replace("@lease", "$3", StringComparison.Ordinal).Replace("@held", "$4", StringComparison.Ordinal);
+        await connection.ExecuteAsync($"PREPARE claim (integer, text, interval, uuid[]) AS {positional}", transaction: transaction);
+        const string Execute = "EXECUTE claim(20, 'test', '30 seconds', '{}')";
+        await connection.ExecuteAsync(Execute, transaction: transaction);
+        await connection.ExecuteAsync(
+            """
+            INSERT INTO events (id, event_type, aggregate_id, payload, tenant_id, created_at)
+            SELECT gen_random_uuid(), 'test.recorded', CASE WHEN g % 3 = 0 THEN gen_random_uuid() END, '{}',
+                   CASE WHEN g <= 20000 THEN 'deep' WHEN g % 2 = 0 THEN 'few-1' ELSE 'few-2' END,
+                   now() - interval '2 hours' + g * interval '1 ms'
+            FROM generate_series(1, 20010) AS g
+            """,
+            transaction: transaction);
+
+        await using var explain = new NpgsqlCommand($"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) {Execute}", connection, transaction);
+        var plan = await PlanAsync(explain);
+        await transaction.RollbackAsync();
+        await TestContext.Out.WriteLineAsync(plan);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(plan, Does.Not.Contain("Seq Scan on events"), plan);
+            Assert.That(plan, Does.Contain("Index Cond: (tenant_id IS NULL)"), "events without a tenant are read from their own range");
+            Assert.That(plan, Does.Match(@"Index Cond: \(\(?tenant_id\)?(::text)? = \(?\w+\.tenant_id\)?(::text)?\)"), "each tenant's events from its range");
+            Assert.That(plan, Does.Contain("Index Scan using events_pending_by_aggregate on events p"), "each candidate's predecessors are one index probe");
+            Assert.That(plan, Does.Not.Match(@"Rows Removed by Filter: \d{3,}"), "no scan reads past hundreds of rows it does not want");
+        });
+    }
+
+    [Test]
     public async Task The_engine_plans_index_scans_even_when_the_table_is_nearly_empty()
     {
         // A prepared statement keeps the plan it chose after its first few runs. When those runs met a nearly empty

@@ -134,4 +134,43 @@ public sealed class ClaimOrderTests
                 Is.EqualTo(new[] { (first, 1), (first, 2), (first, 3), (second, 1), (third, 1) }));
         });
     }
+
+    /// <summary>
+    /// A claim takes the tenants' events in turns (the first of each, then the second of each, ...), events without a
+    /// tenant as one more tenant, each tenant's in FIFO order; each offers at most twice its equal share of the claim,
+    /// and the claim says whether one had more to give.
+    /// </summary>
+    [Test]
+    public async Task A_claim_takes_the_tenants_events_in_turns_each_tenant_in_FIFO_order()
+    {
+        var start = DateTimeOffset.UtcNow.AddMinutes(-10);
+        var ids = new Dictionary<string, List<Guid>>();
+        var order = new[] { "a", "a", "a", "a", "a", "b", "b", "", "" };
+        for (var i = 0; i < order.Length; i++)
+        {
+            var id = await _db.InsertEventAsync("test.recorded", new { text = "x" }, createdAt: start.AddSeconds(i));
+            if (order[i].Length > 0)
+            {
+                await _db.ExecuteAsync("UPDATE events SET tenant_id = @tenant WHERE id = @id", new { tenant = order[i], id });
+            }
+
+            (ids.TryGetValue(order[i], out var list) ? list : ids[order[i]] = []).Add(id);
+        }
+
+        var options = new EventProcessorOptions { ConnectionString = _db.ConnectionString, InstanceName = "test" };
+        await using var database = new EventProcessor.Storage.EventDatabase(options);
+        var claimer = new EventProcessor.Processing.EventClaimer(database, options, new EventProcessor.Processing.HeldEvents(), TimeProvider.System);
+
+        // Three queues and a claim of 4: each offers at most ceil(2 × 4 / 3) = 3, and "a" had more than that.
+        var first = await claimer.ClaimBatchAsync(4, onDemand: false, CancellationToken.None);
+        var rest = await claimer.ClaimBatchAsync(100, onDemand: false, CancellationToken.None);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Events.Select(e => e.Id), Is.EqualTo(new[] { ids["a"][0], ids["b"][0], ids[""][0], ids["a"][1] }));
+            Assert.That(first.More, Is.True);
+            Assert.That(rest.Events.Select(e => e.Id), Is.EqualTo(new[] { ids["a"][2], ids["b"][1], ids[""][1], ids["a"][3], ids["a"][4] }));
+            Assert.That(rest.More, Is.False, "nobody had more than its share, and the claim was not full");
+        });
+    }
 }
