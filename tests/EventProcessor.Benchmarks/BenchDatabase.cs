@@ -34,9 +34,10 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
 
     /// <summary>
     /// Empties the tables (or, with <paramref name="keepHistory"/>, deletes all but the rows <see cref="AddProcessedAsync"/>
-    /// added) and inserts <paramref name="count"/> pending events of <paramref name="aggregates"/> aggregates (0: none).
+    /// added) and inserts <paramref name="count"/> pending events of <paramref name="aggregates"/> aggregates (0: none),
+    /// dealt in turn to <paramref name="tenants"/> tenants (0: no tenant).
     /// </summary>
-    public async Task ResetAsync(int count, string eventType, int aggregates = 0, bool keepHistory = false)
+    public async Task ResetAsync(int count, string eventType, int aggregates = 0, bool keepHistory = false, int tenants = 0)
     {
         await using var connection = new NpgsqlConnection(ConnectionString);
         await connection.OpenAsync();
@@ -45,7 +46,7 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
                 ? "DELETE FROM events WHERE event_type <> 'bench.history'; TRUNCATE event_dead_letters, event_aggregate_leases"
                 : "TRUNCATE events, event_dead_letters, event_aggregate_leases",
             commandTimeout: 0);
-        await CopyAsync(connection, count, eventType, aggregates);
+        await CopyAsync(connection, count, eventType, aggregates, tenants);
         await connection.ExecuteAsync("VACUUM ANALYZE events", commandTimeout: 0);
     }
 
@@ -133,12 +134,13 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
         return string.Join(Environment.NewLine, lines);
     }
 
-    private static async Task CopyAsync(NpgsqlConnection connection, int count, string eventType, int aggregates)
+    private static async Task CopyAsync(NpgsqlConnection connection, int count, string eventType, int aggregates, int tenants)
     {
+        var tenantIds = Enumerable.Range(0, tenants).Select(t => $"bench-tenant-{t:D3}").ToArray();
         var aggregateIds = Enumerable.Range(0, Math.Max(aggregates, 1)).Select(_ => Guid.NewGuid()).ToArray();
         var start = DateTime.UtcNow.AddMinutes(-10);
         await using var writer = await connection.BeginBinaryImportAsync(
-            "COPY events (id, event_type, aggregate_id, payload, created_at) FROM STDIN (FORMAT BINARY)");
+            "COPY events (id, event_type, aggregate_id, payload, created_at, tenant_id) FROM STDIN (FORMAT BINARY)");
         for (var i = 0; i < count; i++)
         {
             await writer.StartRowAsync();
@@ -155,6 +157,14 @@ internal sealed class BenchDatabase(string adminConnectionString, string name) :
 
             await writer.WriteAsync(Payload, NpgsqlDbType.Jsonb);
             await writer.WriteAsync(start.AddTicks(i * 10L), NpgsqlDbType.TimestampTz);
+            if (tenants > 0)
+            {
+                await writer.WriteAsync(tenantIds[i % tenants], NpgsqlDbType.Varchar);
+            }
+            else
+            {
+                await writer.WriteNullAsync();
+            }
         }
 
         await writer.CompleteAsync();
@@ -199,6 +209,66 @@ internal sealed class ProcessMeter
         if (current > Interlocked.Read(ref _peakWorkingSet))
         {
             Interlocked.Exchange(ref _peakWorkingSet, current);
+        }
+    }
+}
+
+/// <summary>
+/// CPU spent by the PostgreSQL server over one measurement: its backends and background processes while they live,
+/// and (through the postmaster's counts of the children it has reaped) those that exited meanwhile. Read from /proc, so
+/// only for a server on this machine: the one that serves the connection string it is started with.
+/// </summary>
+internal sealed class PostgresMeter
+{
+    private readonly int _postmaster;
+    private readonly double _atStart;
+
+    private PostgresMeter(int postmaster)
+    {
+        _postmaster = postmaster;
+        _atStart = Read();
+    }
+
+    public static async Task<PostgresMeter?> StartAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        var backend = await connection.ExecuteScalarAsync<int>("SELECT pg_backend_pid()");
+        return Stat(backend) is { } stat && Stat(stat.Parent) is not null ? new PostgresMeter(stat.Parent) : null;
+    }
+
+    /// <summary>Seconds of CPU since the start.</summary>
+    public double Stop() => Read() - _atStart;
+
+    private double Read()
+    {
+        var ticks = 0L;
+        foreach (var directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (int.TryParse(Path.GetFileName(directory), out var pid) && Stat(pid) is { } stat
+                && (pid == _postmaster || stat.Parent == _postmaster))
+            {
+                ticks += stat.Own + (pid == _postmaster ? stat.Children : 0);
+            }
+        }
+
+        return ticks / 100.0; // USER_HZ
+    }
+
+    private static (int Parent, long Own, long Children)? Stat(int pid)
+    {
+        try
+        {
+            var text = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+            // After the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15), counted from state as 1.
+            return (int.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture),
+                long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture),
+                long.Parse(fields[13], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[14], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
         }
     }
 }

@@ -12,18 +12,21 @@ internal static class Ceiling
     private const string ClaimAndMark =
         """
         WITH c AS (
-          SELECT id FROM events WHERE processed = false ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+          SELECT id FROM events WHERE processed = false AND tenant_id IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
         )
         UPDATE events e SET processed = true, processed_at = now() FROM c WHERE e.id = c.id
         """;
 
-    public static async Task<double> DrainAsync(BenchDatabase database, int events, int batchSize, int connections = 4)
+    /// <returns>Events per second, and the PostgreSQL server's CPU seconds over the drain (NaN when not on this machine).</returns>
+    public static async Task<(double EventsPerSecond, double PostgresCpuSeconds)> DrainAsync(
+        BenchDatabase database, int events, int batchSize, int connections = 4)
     {
         await database.ResetAsync(events, "bench.noop");
+        var postgres = await PostgresMeter.StartAsync(database.ConnectionString);
         var stopwatch = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, connections).Select(_ => LoopAsync(database.ConnectionString, batchSize)));
         stopwatch.Stop();
-        return events / stopwatch.Elapsed.TotalSeconds;
+        return (events / stopwatch.Elapsed.TotalSeconds, postgres?.Stop() ?? double.NaN);
     }
 
     private static async Task LoopAsync(string connectionString, int batchSize)

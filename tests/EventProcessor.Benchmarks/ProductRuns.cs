@@ -83,12 +83,15 @@ internal static class ProductRuns
 
     public const int LatencyBatchSize = 100;
 
-    public sealed record DrainResult(double EventsPerSecond, double CpuSeconds, double PeakWorkingSetMb);
+    /// <summary>One drain: events per second, this process's CPU seconds and peak working set, and the PostgreSQL
+    /// server's CPU seconds (NaN when the server is not on this machine).</summary>
+    public sealed record DrainResult(double EventsPerSecond, double CpuSeconds, double PeakWorkingSetMb, double PostgresCpuSeconds);
 
     public static async Task<DrainResult> DrainAsync(
-        BenchDatabase database, int events, int batchSize, string eventType, int aggregates = 0, bool keepHistory = false, int? workers = null)
+        BenchDatabase database, int events, int batchSize, string eventType, int aggregates = 0, bool keepHistory = false, int? workers = null,
+        int tenants = 0)
     {
-        await database.ResetAsync(events, eventType, aggregates, keepHistory);
+        await database.ResetAsync(events, eventType, aggregates, keepHistory, tenants);
         if (eventType == "bench.project")
         {
             await using var connection = new Npgsql.NpgsqlConnection(database.ConnectionString);
@@ -105,6 +108,7 @@ internal static class ProductRuns
         var engine = host.Services.GetRequiredService<EventEngine>();
         await WaitForClaimsAsync(startLine);
         var meter = new ProcessMeter();
+        var postgres = await PostgresMeter.StartAsync(database.ConnectionString);
         var stopwatch = Stopwatch.StartNew();
         await startLine.ExecuteAsync(HoldClaimLock.Replace("pg_advisory_lock", "pg_advisory_unlock", StringComparison.Ordinal));
         while (engine.Stats.TotalProcessed < events)
@@ -114,6 +118,7 @@ internal static class ProductRuns
 
         stopwatch.Stop();
         var (cpu, peak) = meter.Stop();
+        var postgresCpu = postgres?.Stop() ?? double.NaN;
         await host.StopAsync();
         var pending = await database.PendingAsync();
         if (pending != 0)
@@ -121,7 +126,7 @@ internal static class ProductRuns
             throw new InvalidOperationException($"{pending} events still pending after the drain.");
         }
 
-        return new DrainResult(events / stopwatch.Elapsed.TotalSeconds, cpu, peak);
+        return new DrainResult(events / stopwatch.Elapsed.TotalSeconds, cpu, peak, postgresCpu);
     }
 
     // The engine's own claim lock (EventSql.TakeClaimLock), taken for the session rather than a transaction.

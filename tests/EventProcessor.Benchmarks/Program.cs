@@ -4,7 +4,7 @@ using EventProcessor.Benchmarks;
 
 // Throughput and latency of the engine against its ceiling, on a PostgreSQL of its own. See README "Performance".
 //   dotnet run -c Release --project tests/EventProcessor.Benchmarks -- [--events 100000] [--repeat 3] [--quick] [--big-table]
-//   quicker: [--batch N [--aggregates N]] [--workers N] [--latency-only]
+//   quicker: [--batch N [--aggregates N] [--tenants N]] [--workers N] [--latency-only]
 // EVENTPROC_BENCH_PG (an Npgsql connection string) picks the server; otherwise one is started from local binaries
 // with deploy/local/pg.sh, as the tests do.
 var events = Option("--events", 100_000);
@@ -46,7 +46,8 @@ var defaultWorkers = new EventProcessor.EventProcessorOptions().Workers;
     workersGiven != 0
         ? [.. drainBatches.Select(b => (b, (int?)workersGiven))]
         : [.. new (int Batch, int? Workers)[] { (20, null), (20, 4), (100, 4), (1000, 4) }.Where(d => drainBatches.Contains(d.Batch))];
-var ceilingRuns = ceilingBatches.ToDictionary(b => b, _ => new List<double>());
+var ceilingRuns = ceilingBatches.ToDictionary(b => b, _ => new List<(double EventsPerSecond, double PostgresCpuSeconds)>());
+var tenants = Option("--tenants", 0);
 var designRuns = drainBatches.ToDictionary(b => b, _ => new List<double>());
 var productRuns = drains.ToDictionary(d => d, _ => new List<ProductRuns.DrainResult>());
 for (var round = 0; round < repeat; round++)
@@ -64,11 +65,12 @@ for (var round = 0; round < repeat; round++)
     foreach (var drain in drains)
     {
         productRuns[drain].Add(await ProductRuns.DrainAsync(
-            database, events, drain.Batch, "bench.noop", aggregates: Option("--aggregates", 0), workers: drain.Workers));
+            database, events, drain.Batch, "bench.noop", aggregates: Option("--aggregates", 0), workers: drain.Workers, tenants: tenants));
     }
 }
 
-var ceilings = ceilingRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r));
+var ceilingMedians = ceilingRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r.EventsPerSecond));
+var ceilings = ceilingMedians.ToDictionary(p => p.Key, p => p.Value.EventsPerSecond);
 var designs = designRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r));
 var drained = productRuns.ToDictionary(p => p.Key, p => Median(p.Value, r => r.EventsPerSecond));
 if (repeat > 1)
@@ -78,21 +80,29 @@ if (repeat > 1)
 }
 
 var rows = new List<string[]>();
-string[] header = ["what", "events/s", "CPU s (process)", "peak working set", "÷ ceiling, same batch", "÷ design loop, same batch"];
+string[] header = ["what", "events/s", "PostgreSQL CPU ms / 1,000 events", "CPU s (process)", "peak working set", "÷ ceiling, same batch", "÷ design loop, same batch"];
 foreach (var batch in ceilingBatches)
 {
-    rows.Add([$"ceiling: raw claim-and-mark, 4 connections, batch {batch}", Rate(ceilings[batch]), "", "", "1.00", ""]);
+    var ceilingEvents = batch == 1 ? Math.Min(events, 20_000) : events;
+    rows.Add([$"ceiling: raw claim-and-mark, 4 connections, batch {batch}", Rate(ceilings[batch]), PerThousand(ceilingMedians[batch].PostgresCpuSeconds, ceilingEvents), "", "", "1.00", ""]);
 }
 
 foreach (var batch in drainBatches)
 {
-    rows.Add([$"design loop: the engine's claim + completion statements alone, 4 connections, batch {batch}", Rate(designs[batch]), "", "", Ratio(designs[batch], ceilings[batch]), "1.00"]);
+    rows.Add([$"design loop: the engine's claim + completion statements alone, 4 connections, batch {batch}", Rate(designs[batch]), "", "", "", Ratio(designs[batch], ceilings[batch]), "1.00"]);
 }
 
 foreach (var drain in drains)
 {
     var label = drain.Workers is null ? " (the defaults)" : drain.Batch == 1000 && workersGiven == 0 ? " (best configuration)" : "";
-    rows.Add(ProductRow($"product: drain, no-op handler, {Config(drain.Batch, drain.Workers)}{label}", drained[drain], drain.Batch));
+    var spread = (Option("--aggregates", 0), tenants) switch
+    {
+        (0, 0) => "",
+        (var a, 0) => $", events over {a:N0} aggregates",
+        (0, var t) => $", events dealt to {t} tenants",
+        (var a, var t) => $", events over {a:N0} aggregates dealt to {t} tenants",
+    };
+    rows.Add(ProductRow($"product: drain, no-op handler, {Config(drain.Batch, drain.Workers)}{label}{spread}", drained[drain], drain.Batch));
 }
 
 if (only != 0)
@@ -145,7 +155,7 @@ return 0;
 
 string[] ProductRow(string what, ProductRuns.DrainResult result, int batch) =>
 [
-    what, Rate(result.EventsPerSecond), Cpu(result.CpuSeconds), Mb(result.PeakWorkingSetMb),
+    what, Rate(result.EventsPerSecond), PerThousand(result.PostgresCpuSeconds, events), Cpu(result.CpuSeconds), Mb(result.PeakWorkingSetMb),
     Ratio(result.EventsPerSecond, ceilings[batch]), designs.TryGetValue(batch, out var design) ? Ratio(result.EventsPerSecond, design) : "",
 ];
 
@@ -160,6 +170,9 @@ int Option(string name, int fallback)
 static T Median<T>(List<T> runs, Func<T, double> by) => runs.OrderBy(by).ElementAt(runs.Count / 2);
 
 static string Rate(double perSecond) => perSecond.ToString("N0", CultureInfo.InvariantCulture);
+
+static string PerThousand(double seconds, int count) =>
+    double.IsNaN(seconds) ? "n/a" : (seconds * 1000 / count * 1000).ToString("0", CultureInfo.InvariantCulture);
 
 static string Cpu(double seconds) => seconds.ToString("0.0", CultureInfo.InvariantCulture);
 
