@@ -187,6 +187,24 @@ public sealed class IngressEndpointTests
         });
     }
 
+    [TestCase("1e131072")]
+    [TestCase("1e-16384")]
+    public async Task A_number_the_database_cannot_store_is_a_400_in_the_products_words(string number)
+    {
+        await using var service = await ServiceAppFixture.StartAsync(_db);
+
+        using var response = await service.PostAsync("/events", $$"""{"event_type": "t", "payload": {"n": {{number}}} }""");
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), text);
+            Assert.That(text, Does.Contain("The event has a number too large or too precise to store"), text);
+            Assert.That(text, Does.Not.Contain("PostgreSQL").And.Not.Contain("overflows"), "the database's own words stay out");
+            Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM events"), Is.Zero);
+        });
+    }
+
     [Test]
     public async Task Events_lists_every_envelope_violation_with_400()
     {

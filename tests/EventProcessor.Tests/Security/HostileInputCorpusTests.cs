@@ -112,7 +112,7 @@ public sealed class HostileInputCorpusTests
     }
 
     public static IEnumerable<TestCaseData> Corpus() =>
-        ProcessEvent().Concat(ProcessBatch()).Concat(Replay()).Concat(RetryDeadLetter()).Concat(Events()).Concat(Process()).Concat(Health())
+        ProcessEvent().Concat(ProcessBatch()).Concat(Replay()).Concat(RetryDeadLetter()).Concat(Events()).Concat(Process()).Concat(Health()).Concat(TenantAttacks())
             .Select(c => new TestCaseData(c).SetName($"{c.Endpoint}: {c.Name}"));
 
     private static IEnumerable<HostileRequest> ProcessEvent()
@@ -240,6 +240,31 @@ public sealed class HostileInputCorpusTests
         yield return Post(Path, "SQL as the key", valid, 401, withKey: false, headers: [("X-API-Key", Sql)]);
         yield return Post(Path, "OR 1=1 as a bearer key", valid, 401, withKey: false, headers: [("Authorization", "Bearer ' OR '1'='1")]);
         yield return Post(Path, "a 16 KB key", valid, 401, withKey: false, headers: [("X-API-Key", new string('k', 16 * 1024))]);
+    }
+
+    /// <summary>What a tenant sends to take over engine state or another's log lines, or to flood the table.</summary>
+    private static IEnumerable<HostileRequest> TenantAttacks()
+    {
+        foreach (var key in EventProcessor.Ingress.Classification.EventClassifier.ReservedMetadataKeys)
+        {
+            yield return Post("/events", $"metadata.{key} forged", $$$"""{"event_type": "corpus.new", "payload": {}, "metadata": {"{{{key}}}": -1}}""", 400);
+        }
+
+        yield return Post("/process", "an envelope with metadata.retry_count forged", """{"event_type": "corpus.new", "payload": {}, "metadata": {"retry_count": -1}}""", 400);
+        yield return Post("/process", "an envelope with metadata.tenant_id forged", """{"event_type": "corpus.new", "payload": {}, "metadata": {"tenant_id": "client-002"}}""", 400);
+        yield return Post("/events", "event_type with a newline and a forged log line", """{"event_type": "corpus.new\n[12:00:00 INF] admin logged in", "payload": {}}""", 400);
+        yield return Post("/events", "event_type with a carriage return", """{"event_type": "corpus.new\r", "payload": {}}""", 400);
+        yield return Post("/events", "event_type with a terminal escape", """{"event_type": "corpus\u001b[31mnew", "payload": {}}""", 400);
+        yield return Post("/events", "event_type with a space", """{"event_type": "corpus new", "payload": {}}""", 400);
+        yield return Post("/events", "event_type starting with a dot", """{"event_type": ".corpus", "payload": {}}""", 400);
+        yield return Post("/events", "event_type with a slash", """{"event_type": "corpus/../new", "payload": {}}""", 400);
+        yield return Post("/events", "event_type with a line separator", """{"event_type": "corpus\u2028new", "payload": {}}""", 400);
+        yield return Post("/process", "EventBridge source with a newline", """{"source": "aws.ecs\nforged", "detail-type": "x", "id": "e-1", "detail": {}}""", 400);
+        yield return Post(
+            "/events",
+            "1,001 envelopes, over MAX_EVENTS_PER_REQUEST",
+            "[" + string.Join(",", Enumerable.Repeat("""{"event_type": "corpus.new", "payload": 1}""", 1_001)) + "]",
+            413);
     }
 
     private static IEnumerable<HostileRequest> Process()
