@@ -47,6 +47,21 @@ public sealed class SharedClaimTests
     }
 
     [Test]
+    public void An_aggregate_id_that_two_tenants_use_is_two_aggregates_in_a_split()
+    {
+        var shared = Guid.NewGuid();
+        StoredEvent[] claimed = [Event(shared) with { TenantId = "a" }, Event(shared) with { TenantId = "b" }, Event(shared) with { TenantId = "a" }];
+
+        var shares = SharedClaim.Split(claimed, 2, batchSize: 1);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(shares[0], Is.EqualTo(new[] { claimed[0], claimed[2] }), "a's events together, in order");
+            Assert.That(shares[1], Is.EqualTo(new[] { claimed[1] }), "b's event is not held behind a's");
+        });
+    }
+
+    [Test]
     public async Task Callers_that_arrive_while_one_runs_go_together_next_and_share_its_failure()
     {
         var runs = new List<int[]>();

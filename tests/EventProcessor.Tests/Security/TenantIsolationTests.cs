@@ -134,6 +134,18 @@ public sealed class TenantIsolationTests
             async () => await _db.ScalarAsync<long>("SELECT count(*) FROM events WHERE id = ANY(@ids) AND processed", new { ids = ofB.Ids.ToArray() }) == 2,
             "B's events are handled while A's earlier events of the same aggregate ids wait");
 
+        // And while A's event of an aggregate id runs (its aggregate leased for it), B's event of that id runs too.
+        var running = Guid.NewGuid().ToString();
+        var slow = await PublishAsync(A, $$"""{"event_type": "fault.record", "aggregate_id": "{{running}}", "payload": {"delay_ms": 60000} }""");
+        await _service.WaitUntilAsync(
+            async () => await _db.ScalarAsync<bool>("SELECT locked_by IS NOT NULL AND attempts = 1 FROM events WHERE id = @id", new { id = slow.Ids[0] }),
+            "A's slow event is claimed");
+        var beside = await PublishAsync(B, $$"""{"event_type": "fault.record", "aggregate_id": "{{running}}", "payload": {} }""");
+        await _service.WaitUntilAsync(
+            async () => await _db.ScalarAsync<bool>("SELECT processed FROM events WHERE id = @id", new { id = beside.Ids[0] }),
+            "B's event runs beside A's running event of the same aggregate id",
+            TimeSpan.FromSeconds(15));
+
         Assert.Multiple(async () =>
         {
             Assert.That(
