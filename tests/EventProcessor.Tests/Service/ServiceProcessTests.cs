@@ -247,6 +247,39 @@ public sealed class ServiceProcessTests
         });
     }
 
+    [TestCase(307)]
+    [TestCase(308)]
+    [TestCase(302)]
+    public async Task DoesNotFollowAWebhookRedirectToAnotherHostAndFailsTheAttemptNamingTheLocation(int status)
+    {
+        // The receiver points elsewhere. Followed, a 307 or 308 re-sends the signed POST there (a 302, a GET), and a
+        // 200 from there marks the event delivered.
+        await using var elsewhere = await WebhookReceiver.StartAsync();
+        _receiver.Respond = _ => (status, TimeSpan.Zero);
+        _receiver.Location = _ => new Uri(elsewhere.BaseUrl, "collect?token=taken");
+        var db = Track(await TestDatabase.CreateAsync());
+        var settings = Settings(db.Url);
+        settings["MAX_RETRIES"] = "2";
+        var id = await db.InsertEventAsync(EventType, new { order_id = 9 });
+
+        var service = await StartAsync(settings);
+        await service.WaitUntilAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM event_dead_letters WHERE event_id = @id", new { id }) > 0,
+            "the event is dead-lettered");
+
+        var deadLetter = await QueryDeadLetterAsync(db, id);
+        var health = await GetJsonAsync(service, "health");
+        Assert.Multiple(() =>
+        {
+            Assert.That(elsewhere.Received, Is.Empty, "nothing reached the host the redirect points to");
+            Assert.That(_receiver.For(id).Select(d => d.Status), Is.EqualTo(new[] { status, status }), "both attempts went to the configured URL only");
+            Assert.That(deadLetter.ErrorMessage, Does.Contain($"answered {status}"));
+            Assert.That(deadLetter.ErrorMessage, Does.Contain(new Uri(elsewhere.BaseUrl, "collect").ToString()), "the error names where the redirect points");
+            Assert.That(deadLetter.ErrorMessage, Does.Not.Contain("token=taken"), "but not its query string");
+            Assert.That(health.GetProperty("stats").GetProperty("successCount").GetInt64(), Is.Zero, "no attempt counted as a delivery");
+        });
+    }
+
     [Test]
     public async Task KeepsPerAggregateOrderAcrossRetries()
     {
