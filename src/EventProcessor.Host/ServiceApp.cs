@@ -152,10 +152,7 @@ internal static class ServiceApp
                 await SchemaMigrator.MigrateAsync(settings.ConnectionString, app.Lifetime.ApplicationStopping);
             }
 
-            if (app.Environment.IsDevelopment())
-            {
-                await app.Services.GetRequiredService<ClientStore>().SeedDevelopmentClientsAsync(app.Lifetime.ApplicationStopping);
-            }
+            await SeedOrRemoveSampleClientsAsync(app, settings, logger);
 
             await app.RunAsync();
             return 0;
@@ -175,6 +172,25 @@ internal static class ServiceApp
         {
             Log.StartFailed(logger, exception);
             return 1;
+        }
+    }
+
+    /// <summary>
+    /// The seed's sample clients have public keys (README): they are seeded in Development without an admin key, and
+    /// removed at any other start, so that a database once seeded by an open run does not keep them working.
+    /// </summary>
+    private static async Task SeedOrRemoveSampleClientsAsync(WebApplication app, ServiceSettings settings, ILogger logger)
+    {
+        if (app.Environment.IsDevelopment() && settings.AdminApiKey is null)
+        {
+            await app.Services.GetRequiredService<ClientStore>().SeedDevelopmentClientsAsync(app.Lifetime.ApplicationStopping);
+            return;
+        }
+
+        var removed = await app.Services.GetRequiredService<AdminStore>().RemoveSampleClientsAsync(app.Lifetime.ApplicationStopping);
+        if (removed.Count > 0)
+        {
+            Log.SampleClientsRemoved(logger, string.Join(", ", removed));
         }
     }
 }

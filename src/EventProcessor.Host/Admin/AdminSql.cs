@@ -1,8 +1,8 @@
 namespace EventProcessor.Host.Admin;
 
 /// <summary>
-/// Every statement the admin endpoints run, named for the method that runs it. A change and its audit row are one
-/// statement, so they commit together or not at all.
+/// Every statement the admin endpoints run, and the start-up's removal of the sample clients, named for the method
+/// that runs it. A change and its audit row are one statement, so they commit together or not at all.
 /// </summary>
 internal static class AdminSql
 {
@@ -71,5 +71,14 @@ internal static class AdminSql
         """
         INSERT INTO audit_log (actor, action, target_ids, outcome, detail, request_id)
         VALUES (@actor, @action, @targetIds, @outcome, @detail::jsonb, @requestId)
+        """;
+
+    /// <summary>
+    /// Deletes the clients whose key is one of the public sample keys (@hashes, their SHA-256), whatever their id: a
+    /// client added with <c>clients add</c> has a random key and stays. Returns the ids removed.
+    /// </summary>
+    public const string RemoveSampleClients =
+        """
+        DELETE FROM clients WHERE api_key_hash = ANY(@hashes) RETURNING id
         """;
 }
