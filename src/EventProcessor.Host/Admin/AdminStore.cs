@@ -17,6 +17,7 @@ internal sealed class AdminStore(AdminDatabase database, ILogger<AdminStore> log
         await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand(AdminSql.ReplayEvents, connection);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", [.. ids]));
+        command.Parameters.Add(new NpgsqlParameter<int>("sample", AdminSql.AuditSampleSize));
         AddAuditParameters(command, audit);
         var reset = new List<Guid>();
         var pending = new List<Guid>();
