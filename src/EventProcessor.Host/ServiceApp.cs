@@ -76,6 +76,7 @@ internal static class ServiceApp
         builder.Services.AddSingleton(settings);
         builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = CompleteProblem);
         builder.Services.AddAdminRateLimiting(settings);
+        builder.Services.AddRequestTimeouts(timeouts => timeouts.DefaultPolicy = HttpLimits.ReceiveDeadline(settings));
         builder.Services.AddSingleton(_ => new AdminDatabase(settings.ConnectionString));
         builder.Services.AddSingleton<AdminStore>();
 
@@ -84,6 +85,9 @@ internal static class ServiceApp
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRateLimiter();
+
+        // Inside the exception handler, which would take a cancelled read for a client that hung up (499).
+        app.UseRequestTimeouts();
         app.MapHealthEndpoints();
         app.MapAdminEndpoints();
         app.MapIngressEndpoints();
@@ -128,6 +132,7 @@ internal static class ServiceApp
 
         problem.Detail ??= problem.Status switch
         {
+            StatusCodes.Status408RequestTimeout => $"The request was not received within {context.HttpContext.RequestServices.GetRequiredService<ServiceSettings>().RequestTimeoutMs} ms (REQUEST_TIMEOUT_MS); nothing was done. Send the whole request within that time.",
             StatusCodes.Status404NotFound => "There is no endpoint at this path; the API is described in the README.",
             StatusCodes.Status405MethodNotAllowed => $"This endpoint does not take {context.HttpContext.Request.Method}.",
             { } status => $"{ReasonPhrases.GetReasonPhrase(status)}.",

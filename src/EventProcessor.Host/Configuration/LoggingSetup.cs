@@ -18,6 +18,9 @@ internal static class LoggingSetup
             logger
                 .MinimumLevel.Is(settings.LogLevel)
                 .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
+                // A request past REQUEST_TIMEOUT_MS is the client's doing and is answered 408; at Warning, with its
+                // stack trace, every slow client would write one.
+                .MinimumLevel.Override("Microsoft.AspNetCore.Http.Timeouts", LogEventLevel.Error)
                 .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
                 .MinimumLevel.Override("Npgsql", LogEventLevel.Warning)
                 .Enrich.FromLogContext()

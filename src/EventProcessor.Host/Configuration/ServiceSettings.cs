@@ -31,7 +31,9 @@ internal sealed record ServiceSettings(
     int MaxDecompressedBytes,
     int MaxJsonDepth,
     bool AllowUnauthenticated,
-    int AdminRateLimitPerMinute)
+    int AdminRateLimitPerMinute,
+    int RequestTimeoutMs,
+    int MaxConcurrentConnections)
 {
     public static ServiceSettings Load(IConfiguration configuration)
     {
@@ -57,7 +59,9 @@ internal sealed record ServiceSettings(
             MaxDecompressedBytes: Int(configuration, "MAX_DECOMPRESSED_BYTES", 8 * 1024 * 1024, 1024, 256 * 1024 * 1024),
             MaxJsonDepth: Int(configuration, "MAX_JSON_DEPTH", 64, 2, 1_000),
             AllowUnauthenticated: Bool(configuration, "ALLOW_UNAUTHENTICATED", false),
-            AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000));
+            AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000),
+            RequestTimeoutMs: Int(configuration, "REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000),
+            MaxConcurrentConnections: Int(configuration, "MAX_CONCURRENT_CONNECTIONS", 1_000, 1, 1_000_000));
     }
 
     /// <summary>
@@ -87,7 +91,8 @@ internal sealed record ServiceSettings(
             .Append(CultureInfo.InvariantCulture, $"RunMigrations = {RunMigrations}, ConnectionString = {connection.ConnectionString}, ")
             .Append(CultureInfo.InvariantCulture, $"AdminApiKey = {(AdminApiKey is null ? "(none)" : "(set)")}, MaxBodyBytes = {MaxBodyBytes}, ")
             .Append(CultureInfo.InvariantCulture, $"MaxDecompressedBytes = {MaxDecompressedBytes}, MaxJsonDepth = {MaxJsonDepth}, ")
-            .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}");
+            .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}, ")
+            .Append(CultureInfo.InvariantCulture, $"RequestTimeoutMs = {RequestTimeoutMs}, MaxConcurrentConnections = {MaxConcurrentConnections}");
         return true;
     }
 

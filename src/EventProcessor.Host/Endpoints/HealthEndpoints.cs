@@ -14,7 +14,8 @@ internal static class HealthEndpoints
                 "/health",
                 (EventEngine engine, IngressStats ingress, TimeProvider timeProvider, CancellationToken cancellationToken) =>
                     GetHealthAsync(engine, ingress, timeProvider, startedAt, cancellationToken))
-            .AllowAnonymous();
+            .AllowAnonymous()
+            .DisableRequestTimeout(); // nothing to receive; the database read has its own 5 s
         return endpoints;
     }
 

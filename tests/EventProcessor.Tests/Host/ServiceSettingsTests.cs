@@ -52,6 +52,8 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.AdminApiKey, Is.Null, "ADMIN_API_KEY");
             Assert.That(settings.AllowUnauthenticated, Is.False, "ALLOW_UNAUTHENTICATED");
             Assert.That(settings.AdminRateLimitPerMinute, Is.EqualTo(600), "ADMIN_RATE_LIMIT_PER_MINUTE");
+            Assert.That(settings.RequestTimeoutMs, Is.EqualTo(30_000), "REQUEST_TIMEOUT_MS");
+            Assert.That(settings.MaxConcurrentConnections, Is.EqualTo(1_000), "MAX_CONCURRENT_CONNECTIONS");
         });
     }
 
@@ -108,12 +110,14 @@ public sealed class ServiceSettingsTests
             ("MAX_DECOMPRESSED_BYTES", "4096"),
             ("MAX_JSON_DEPTH", "8"),
             ("ALLOW_UNAUTHENTICATED", "yes"),
-            ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"));
+            ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"),
+            ("REQUEST_TIMEOUT_MS", "1500"),
+            ("MAX_CONCURRENT_CONNECTIONS", "7"));
 
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30)));
+                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30, 1500, 7)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
@@ -142,6 +146,10 @@ public sealed class ServiceSettingsTests
     [TestCase("MAX_JSON_DEPTH", "1")]
     [TestCase("ALLOW_UNAUTHENTICATED", "please")]
     [TestCase("ADMIN_RATE_LIMIT_PER_MINUTE", "0")]
+    [TestCase("REQUEST_TIMEOUT_MS", "99")]
+    [TestCase("REQUEST_TIMEOUT_MS", "30s")]
+    [TestCase("MAX_CONCURRENT_CONNECTIONS", "0")]
+    [TestCase("MAX_CONCURRENT_CONNECTIONS", "unlimited")]
     [TestCase("DATABASE_URL", "mysql://x")]
     [TestCase("DATABASE_URL", "not a url")]
     public void An_invalid_value_throws_naming_the_setting(string key, string value)

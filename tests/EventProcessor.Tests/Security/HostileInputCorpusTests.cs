@@ -25,6 +25,14 @@ public sealed class HostileInputCorpusTests
     private const int MaxBodyBytes = 64 * 1024;
     private const string Sql = "'; DROP TABLE events; --";
 
+    /// <summary>The deadline the corpus's service has for receiving a request (REQUEST_TIMEOUT_MS).</summary>
+    private const int RequestTimeoutMs = 3000;
+
+    /// <summary>How trickled bodies are sent: 500 bytes/s, twice Kestrel's floor, so only the deadline stops them.</summary>
+    private const int TrickleBytes = 50;
+
+    private static readonly TimeSpan TrickleInterval = TimeSpan.FromMilliseconds(100);
+
     private static readonly Guid Pending = Guid.Parse("0b7e5c1a-0000-4000-8000-000000000001");
     private static readonly Guid Processed = Guid.Parse("0b7e5c1a-0000-4000-8000-000000000002");
     private static readonly Guid DeadLettered = Guid.Parse("0b7e5c1a-0000-4000-8000-000000000003");
@@ -57,6 +65,7 @@ public sealed class HostileInputCorpusTests
                 new("ADMIN_API_KEY", AdminKey),
                 new("ADMIN_RATE_LIMIT_PER_MINUTE", "1000000"),
                 new("MAX_BODY_BYTES", MaxBodyBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                new("REQUEST_TIMEOUT_MS", RequestTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             ]);
     }
 
@@ -113,6 +122,7 @@ public sealed class HostileInputCorpusTests
 
     public static IEnumerable<TestCaseData> Corpus() =>
         ProcessEvent().Concat(ProcessBatch()).Concat(Replay()).Concat(RetryDeadLetter()).Concat(Events()).Concat(Process()).Concat(Health())
+            .Concat(SlowBodiesAndProbes())
             .Select(c => new TestCaseData(c).SetName($"{c.Endpoint}: {c.Name}"));
 
     private static IEnumerable<HostileRequest> ProcessEvent()
@@ -279,6 +289,20 @@ public sealed class HostileInputCorpusTests
         yield return new HostileRequest(Endpoint, "DELETE", "DELETE", "/health", null, null, true, [], 405);
     }
 
+    /// <summary>
+    /// Requests that hold the service rather than confuse it: a valid body sent at twice Kestrel's 240 bytes/s floor
+    /// but too slowly in all, cut off at <c>REQUEST_TIMEOUT_MS</c> with 408.
+    /// </summary>
+    private static IEnumerable<HostileRequest> SlowBodiesAndProbes()
+    {
+        var envelope = $$$"""{"event_type": "corpus.new", "payload": {"text": "{{{new string('x', 2000 - 61)}}}"}}""";
+        yield return Post("/events", "a valid event of 2000 bytes trickled in over 4 s", envelope, 408) with { Trickled = true };
+        var replay = JsonSerializer.Serialize(new { event_ids = (Guid[])[Processed, .. Enumerable.Range(1, 49).Select(i => new Guid(i, 0, 0, new byte[8]))] });
+        yield return Post("/replay", "a processed id among 50 (2000 bytes) trickled in over 4 s", replay, 408) with { Trickled = true };
+        var lambda = AwsFixtures.Read("ecs-task-state-change-event.json");
+        yield return Post("/process", "an ECS event padded to 2000 bytes trickled in over 4 s", lambda.PadRight(2000), 408) with { Trickled = true };
+    }
+
     /// <summary>What every POST endpoint gets: bad JSON of every kind, the wrong size, the wrong content type.</summary>
     /// <param name="path">Where to send it.</param>
     /// <param name="valid">A body the endpoint accepts (it would change something): sent with the wrong content types.</param>
@@ -358,7 +382,7 @@ public sealed class HostileInputCorpusTests
         using var request = new HttpRequestMessage(new HttpMethod(hostile.Method), new Uri(hostile.Path, UriKind.Relative));
         if (hostile.Body is not null)
         {
-            request.Content = new ByteArrayContent(hostile.Body);
+            request.Content = hostile.Trickled ? new TrickledContent(hostile.Body, TrickleBytes, TrickleInterval) : new ByteArrayContent(hostile.Body);
             request.Content.Headers.ContentType = null;
             if (hostile.ContentType is not null)
             {
@@ -411,5 +435,31 @@ public sealed record HostileRequest(
     /// <summary>Kestrel refuses the request before the application sees it, so the body is Kestrel's, not a problem.</summary>
     public bool RefusedBeforeTheApp { get; init; }
 
+    /// <summary>The body is sent a few bytes at a time (<see cref="TrickledContent"/>), its length announced.</summary>
+    public bool Trickled { get; init; }
+
     public override string ToString() => $"{Method} {Endpoint}: {Name}";
+}
+
+/// <summary>A body written <paramref name="bytesPerWrite"/> bytes at a time, <paramref name="interval"/> apart, its length announced.</summary>
+internal sealed class TrickledContent(byte[] body, int bytesPerWrite, TimeSpan interval) : HttpContent
+{
+    protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context) =>
+        SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context, CancellationToken cancellationToken)
+    {
+        for (var sent = 0; sent < body.Length; sent += bytesPerWrite)
+        {
+            await stream.WriteAsync(body.AsMemory(sent, Math.Min(bytesPerWrite, body.Length - sent)), cancellationToken);
+            await stream.FlushAsync(cancellationToken);
+            await Task.Delay(interval, cancellationToken);
+        }
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = body.Length;
+        return true;
+    }
 }

@@ -26,6 +26,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         "RETRY_", "HANDLER_TIMEOUT_MS", "LEASE_MS", "RUN_MIGRATIONS", "ADMIN_API_KEY", "Webhooks__", "Webhooks:",
         "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog", "Sqs__", "Sqs:",
         "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_", "ALLOW_UNAUTHENTICATED", "ADMIN_RATE_LIMIT", "FAULT_",
+        "REQUEST_TIMEOUT_MS", "MAX_CONCURRENT_CONNECTIONS", "HEALTH_DETAILS",
     ];
 
     private readonly Process _process;
