@@ -70,6 +70,7 @@ internal static class ServiceApp
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(settings.BindAddress, settings.Port);
+            kestrel.AddServerHeader = false; // what answers is nobody's business
             HttpLimits.Apply(kestrel.Limits, settings);
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));

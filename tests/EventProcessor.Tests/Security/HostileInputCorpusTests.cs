@@ -21,6 +21,7 @@ namespace EventProcessor.Tests.Security;
 public sealed class HostileInputCorpusTests
 {
     private const string AdminKey = "corpus-admin-key-3b9d";
+    private const string ClientKey = "epk_corpus_tenant_key_5d21";
     private const string Json = "application/json";
     private const int MaxBodyBytes = 64 * 1024;
     private const string Sql = "'; DROP TABLE events; --";
@@ -56,8 +57,10 @@ public sealed class HostileInputCorpusTests
                    metadata = '{"dead_lettered": true, "retry_count": 5, "last_error": "boom"}' WHERE id = @DeadLettered;
             INSERT INTO event_dead_letters (id, event_id, event_type, payload, error_message, retry_count, original_created_at)
             VALUES (@DeadLetter, @DeadLettered, 'corpus.dead', '{"n": 3}', 'boom', 5, now());
+            INSERT INTO clients (id, name, api_key_hash, allowed_event_types)
+            VALUES ('corpus-tenant', 'A tenant', sha256(convert_to(@ClientKey, 'UTF8')), '{*}');
             """,
-            new { Processed, DeadLettered, DeadLetter });
+            new { Processed, DeadLettered, DeadLetter, ClientKey });
         _service = await ServiceAppFixture.StartAsync(
             _db,
             settings:
@@ -96,7 +99,8 @@ public sealed class HostileInputCorpusTests
         {
             Assert.That((int)response.StatusCode, Is.EqualTo(hostile.Expected), text);
             Assert.That(after, Is.EqualTo(before), "nothing was written");
-            SecurityChecks.AssertNothingLeaks(text, hostile.ToString(), AdminKey);
+            Assert.That(response.Headers.Contains("Server"), Is.False, "no Server header names the web server");
+            SecurityChecks.AssertNothingLeaks(text, hostile.ToString(), AdminKey, ClientKey);
         });
         if (hostile.RefusedBeforeTheApp)
         {
@@ -114,7 +118,13 @@ public sealed class HostileInputCorpusTests
         }
         else
         {
-            Assert.That(JsonDocument.Parse(text).RootElement.GetProperty("status").GetString(), Is.EqualTo("healthy"), text);
+            var health = JsonDocument.Parse(text).RootElement;
+            Assert.Multiple(() =>
+            {
+                Assert.That(health.GetProperty("status").GetString(), Is.EqualTo("healthy"), text);
+                Assert.That(health.GetProperty("registry").TryGetProperty("eventTypes", out _), Is.False, $"no event types without the admin key: {text}");
+                Assert.That(health.TryGetProperty("ingress", out _), Is.False, $"no ingress counts without the admin key: {text}");
+            });
         }
 
         await _service.AssertStillServingAsync();
@@ -290,8 +300,9 @@ public sealed class HostileInputCorpusTests
     }
 
     /// <summary>
-    /// Requests that hold the service rather than confuse it: a valid body sent at twice Kestrel's 240 bytes/s floor
-    /// but too slowly in all, cut off at <c>REQUEST_TIMEOUT_MS</c> with 408.
+    /// Requests that hold the service or probe it rather than confuse it: a valid body sent at twice Kestrel's
+    /// 240 bytes/s floor but too slowly in all, cut off at <c>REQUEST_TIMEOUT_MS</c> with 408; keys that are not the
+    /// admin's asking <c>GET /health</c> for the tenants' event types and traffic; a replay of 999 unknown ids.
     /// </summary>
     private static IEnumerable<HostileRequest> SlowBodiesAndProbes()
     {
@@ -301,6 +312,15 @@ public sealed class HostileInputCorpusTests
         yield return Post("/replay", "a processed id among 50 (2000 bytes) trickled in over 4 s", replay, 408) with { Trickled = true };
         var lambda = AwsFixtures.Read("ecs-task-state-change-event.json");
         yield return Post("/process", "an ECS event padded to 2000 bytes trickled in over 4 s", lambda.PadRight(2000), 408) with { Trickled = true };
+
+        // What GET /health shows a caller without the admin key: the seed's body, never the tenants' event types or
+        // their traffic (checked for every 200 of the corpus).
+        yield return new HostileRequest("/health", "a client's key", "GET", "/health", null, null, false, [("X-API-Key", ClientKey)], 200);
+        yield return new HostileRequest("/health", "a client's key as a bearer", "GET", "/health", null, null, false, [("Authorization", $"Bearer {ClientKey}")], 200);
+        yield return new HostileRequest("/health", "the admin key with a character more", "GET", "/health", null, null, false, [("X-API-Key", AdminKey + "x")], 200);
+        yield return new HostileRequest("/health", "the admin key in the query string", "GET", "/health?api_key=" + AdminKey, null, null, false, [], 200);
+        yield return new HostileRequest("/health", "the admin key as Basic credentials", "GET", "/health", null, null, false, [("Authorization", "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("admin:" + AdminKey)))], 200);
+        yield return Post("/replay", "999 unknown ids", JsonSerializer.Serialize(new { event_ids = Enumerable.Range(1, 999).Select(i => new Guid(i, 7, 7, new byte[8])) }), 404);
     }
 
     /// <summary>What every POST endpoint gets: bad JSON of every kind, the wrong size, the wrong content type.</summary>

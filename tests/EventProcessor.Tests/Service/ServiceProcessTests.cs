@@ -341,6 +341,7 @@ public sealed class ServiceProcessTests
         var service = await StartAsync(settings);
 
         var health = await GetJsonAsync(service, "health");
+        var asAdmin = await GetJsonAsync(service, "health", ("X-API-Key", "k"));
         Assert.Multiple(() =>
         {
             Assert.That(health.GetProperty("status").GetString(), Is.EqualTo("healthy"));
@@ -358,9 +359,12 @@ public sealed class ServiceProcessTests
             Assert.That(
                 health.GetProperty("registry").GetProperty("totalHandlers").GetInt32(),
                 Is.EqualTo(ShippedHandlers.EventTypes.Length + 1));
+            Assert.That(health.GetProperty("registry").TryGetProperty("eventTypes", out _), Is.False, "the types are the admin's to see");
+            Assert.That(health.TryGetProperty("ingress", out _), Is.False, "and so are the ingress counts");
             Assert.That(
-                health.GetProperty("registry").GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
+                asAdmin.GetProperty("registry").GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
                 Is.EqualTo(ShippedHandlers.EventTypesWith(SubscribedTypes)));
+            Assert.That(asAdmin.GetProperty("ingress").GetProperty("written").GetInt64(), Is.Zero);
             Assert.That(health.GetProperty("backlog").GetProperty("pending").GetInt64(), Is.EqualTo(2), "polling is off: both events wait");
             Assert.That(health.GetProperty("backlog").GetProperty("oldestPendingAgeSeconds").GetDouble(), Is.GreaterThanOrEqualTo(299));
         });
@@ -646,9 +650,16 @@ public sealed class ServiceProcessTests
         return await service.Http.SendAsync(request);
     }
 
-    private static async Task<JsonElement> GetJsonAsync(ServiceProcess service, string path)
+    private static async Task<JsonElement> GetJsonAsync(ServiceProcess service, string path, params (string Name, string Value)[] headers)
     {
-        using var response = await service.Http.GetAsync(new Uri(path, UriKind.Relative));
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(path, UriKind.Relative));
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        using var response = await service.Http.SendAsync(request);
+        Assert.That(response.Headers.Contains("Server"), Is.False, $"GET /{path}: no Server header names the web server");
         var body = await ReadJsonAsync(response);
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), $"GET /{path}: {body.GetRawText()}");
         return body;
