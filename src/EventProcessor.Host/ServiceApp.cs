@@ -70,7 +70,7 @@ internal static class ServiceApp
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(settings.BindAddress, settings.Port);
-            kestrel.AddServerHeader = false; // what answers is nobody's business
+            kestrel.AddServerHeader = false; // "Server: Kestrel" only tells a scanner what to try
             HttpLimits.Apply(kestrel.Limits, settings);
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
@@ -87,7 +87,8 @@ internal static class ServiceApp
         app.UseStatusCodePages();
         app.UseRateLimiter();
 
-        // Inside the exception handler, which would take a cancelled read for a client that hung up (499).
+        // Inside the exception handler, which answers a cancelled read as a client that hung up (499): the deadline's
+        // own middleware must see the cancellation first, to answer 408.
         app.UseRequestTimeouts();
         app.MapHealthEndpoints();
         app.MapAdminEndpoints();
