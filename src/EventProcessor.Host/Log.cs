@@ -16,4 +16,10 @@ internal static partial class Log
         LogLevel.Error,
         "The audit row of {Action} by {Actor} on [{TargetIds}] could not be written; the change itself is done")]
     public static partial void AuditWriteFailed(ILogger logger, string action, string actor, string targetIds, Exception exception);
+
+    [LoggerMessage(
+        4,
+        LogLevel.Warning,
+        "Removed the sample clients {ClientIds}: their keys are public, so they exist only while the service runs in Development without ADMIN_API_KEY")]
+    public static partial void SampleClientsRemoved(ILogger logger, string clientIds);
 }

@@ -70,6 +70,7 @@ internal static class ServiceApp
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.Listen(settings.BindAddress, settings.Port);
+            kestrel.AddServerHeader = false; // "Server: Kestrel" only tells a scanner what to try
             HttpLimits.Apply(kestrel.Limits, settings);
         });
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = TimeSpan.FromSeconds(10));
@@ -77,6 +78,7 @@ internal static class ServiceApp
         builder.Services.AddProblemDetails(problems => problems.CustomizeProblemDetails = CompleteProblem);
         builder.Services.AddAdminRateLimiting(settings);
         builder.Services.AddSingleton<ClientRateLimits>();
+        builder.Services.AddRequestTimeouts(timeouts => timeouts.DefaultPolicy = HttpLimits.ReceiveDeadline(settings));
         builder.Services.AddSingleton(_ => new AdminDatabase(settings.ConnectionString));
         builder.Services.AddSingleton<AdminStore>();
 
@@ -85,6 +87,10 @@ internal static class ServiceApp
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRateLimiter();
+
+        // Inside the exception handler, which answers a cancelled read as a client that hung up (499): the deadline's
+        // own middleware must see the cancellation first, to answer 408.
+        app.UseRequestTimeouts();
         app.MapHealthEndpoints();
         app.MapAdminEndpoints();
         app.MapIngressEndpoints();
@@ -129,6 +135,7 @@ internal static class ServiceApp
 
         problem.Detail ??= problem.Status switch
         {
+            StatusCodes.Status408RequestTimeout => $"The request was not received within {context.HttpContext.RequestServices.GetRequiredService<ServiceSettings>().RequestTimeoutMs} ms (REQUEST_TIMEOUT_MS); nothing was done. Send the whole request within that time.",
             StatusCodes.Status404NotFound => "There is no endpoint at this path; the API is described in the README.",
             StatusCodes.Status405MethodNotAllowed => $"This endpoint does not take {context.HttpContext.Request.Method}.",
             { } status => $"{ReasonPhrases.GetReasonPhrase(status)}.",
@@ -153,10 +160,7 @@ internal static class ServiceApp
                 await SchemaMigrator.MigrateAsync(settings.ConnectionString, app.Lifetime.ApplicationStopping);
             }
 
-            if (app.Environment.IsDevelopment())
-            {
-                await app.Services.GetRequiredService<ClientStore>().SeedDevelopmentClientsAsync(app.Lifetime.ApplicationStopping);
-            }
+            await SeedOrRemoveSampleClientsAsync(app, settings, logger);
 
             await app.RunAsync();
             return 0;
@@ -176,6 +180,25 @@ internal static class ServiceApp
         {
             Log.StartFailed(logger, exception);
             return 1;
+        }
+    }
+
+    /// <summary>
+    /// The seed's sample clients have public keys (README): they are seeded in Development without an admin key, and
+    /// removed at any other start, so that a database once seeded by an open run does not keep them working.
+    /// </summary>
+    private static async Task SeedOrRemoveSampleClientsAsync(WebApplication app, ServiceSettings settings, ILogger logger)
+    {
+        if (app.Environment.IsDevelopment() && settings.AdminApiKey is null)
+        {
+            await app.Services.GetRequiredService<ClientStore>().SeedDevelopmentClientsAsync(app.Lifetime.ApplicationStopping);
+            return;
+        }
+
+        var removed = await app.Services.GetRequiredService<AdminStore>().RemoveSampleClientsAsync(app.Lifetime.ApplicationStopping);
+        if (removed.Count > 0)
+        {
+            Log.SampleClientsRemoved(logger, string.Join(", ", removed));
         }
     }
 }

@@ -7,8 +7,9 @@ namespace EventProcessor.Handlers.Webhooks;
 /// <summary>
 /// Delivers matching events to one webhook subscription as JSON (the event's columns, snake_case), signed with the
 /// Standard Webhooks headers. A 2xx is success; any other status, a network error or a timeout fails the attempt,
-/// which the engine retries with backoff and dead-letters after <c>MAX_RETRIES</c>. Delivery is at least once: the
-/// receiver deduplicates on <c>webhook-id</c>, which is the event id.
+/// which the engine retries with backoff and dead-letters after <c>MAX_RETRIES</c>. A redirect (3xx) is not followed
+/// and fails the attempt, naming where it pointed: the signed body goes to the configured URL and nowhere else.
+/// Delivery is at least once: the receiver deduplicates on <c>webhook-id</c>, which is the event id.
 /// </summary>
 public sealed class WebhookHandler : IEventHandler<JsonElement>
 {
@@ -24,7 +25,10 @@ public sealed class WebhookHandler : IEventHandler<JsonElement>
 
     /// <param name="subscription">The webhook.</param>
     /// <param name="pattern">Which of the subscription's event types this registration stands for.</param>
-    /// <param name="client">The HTTP client to deliver with.</param>
+    /// <param name="client">
+    /// The HTTP client to deliver with. It must not follow redirects (<see cref="WebhookRegistration.AddWebhooks"/>
+    /// configures its own so): a followed one would have sent the body on before this handler sees the 3xx.
+    /// </param>
     /// <param name="timeProvider">The clock for <c>webhook-timestamp</c>.</param>
     public WebhookHandler(WebhookSubscription subscription, string pattern, HttpClient client, TimeProvider timeProvider)
     {
@@ -78,6 +82,13 @@ public sealed class WebhookHandler : IEventHandler<JsonElement>
 
         using (response)
         {
+            if ((int)response.StatusCode is >= 300 and < 400)
+            {
+                throw new WebhookDeliveryException(
+                    $"Webhook {Describe(_url)} answered {(int)response.StatusCode} {response.ReasonPhrase}, a redirect to " +
+                    $"{RedirectTarget(response)}; redirects are not followed.");
+            }
+
             if (!response.IsSuccessStatusCode)
             {
                 throw new WebhookDeliveryException(
@@ -94,6 +105,22 @@ public sealed class WebhookHandler : IEventHandler<JsonElement>
     // Scheme, host and path only: user info and query strings often carry credentials, and errors end up in logs
     // and dead letters.
     private static string Describe(Uri url) => url.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.UriEscaped);
+
+    /// <summary>
+    /// Where a 3xx pointed, as <see cref="Describe"/> shows a URL (a relative Location resolved against the webhook's),
+    /// and cut to 200 characters: the receiver chooses it, and it ends up in logs and dead letters. On Unix a Location
+    /// of "/path" parses as an absolute file URI, so that one is resolved as the relative path it is.
+    /// </summary>
+    private string RedirectTarget(HttpResponseMessage response)
+    {
+        if (response.Headers.Location is not { } location)
+        {
+            return "nowhere (no Location header)";
+        }
+
+        var target = Describe(location is { IsAbsoluteUri: true, IsFile: false } ? location : new Uri(_url, location.OriginalString));
+        return target.Length <= 200 ? target : string.Concat(target.AsSpan(0, 199), "…");
+    }
 }
 
 /// <summary>A delivery that did not get a 2xx.</summary>

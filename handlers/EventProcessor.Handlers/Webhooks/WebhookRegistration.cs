@@ -22,7 +22,11 @@ public static class WebhookRegistration
             return builder;
         }
 
-        builder.Services.AddHttpClient(SectionName);
+        // A followed redirect re-sends the signed body wherever the receiver points (307/308 keep the POST and its
+        // body), and a 2xx there would count as delivered. The body goes to the configured URL only: a 3xx fails the
+        // attempt (WebhookHandler).
+        builder.Services.AddHttpClient(SectionName)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { AllowAutoRedirect = false });
         for (var i = 0; i < subscriptions.Count; i++)
         {
             var subscription = subscriptions[i];

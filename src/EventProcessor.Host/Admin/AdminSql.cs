@@ -1,21 +1,26 @@
 namespace EventProcessor.Host.Admin;
 
 /// <summary>
-/// Every statement the admin endpoints run, named for the method that runs it. A change and its audit row are one
-/// statement, so they commit together or not at all.
+/// Every statement the admin endpoints run, and the start-up's removal of the sample clients, named for the method
+/// that runs it. A change and its audit row are one statement, so they commit together or not at all.
 /// </summary>
 internal static class AdminSql
 {
+    /// <summary>The most ids of one kind (already pending, unknown) an audit row lists; it counts them all.</summary>
+    public const int AuditSampleSize = 20;
+
     /// <summary>
     /// The seed's replay (<c>UPDATE events SET processed = false, metadata = metadata || '{"replayed": true}'</c>) on
     /// those of @ids that are processed; the <c>events_reset_on_replay</c> trigger makes each a fresh start. Events
-    /// still pending are left alone (they will run anyway). Writes the audit row when any id is known. Returns each
+    /// still pending are left alone (they will run anyway). Writes the audit row when any id is known: the ids it
+    /// reset, and of the others only counts and the first <see cref="AuditSampleSize"/> of each kind, in the order
+    /// asked, since unknown ids cost the caller nothing and would make every row as large as the request. Returns each
     /// requested id: known or not, reset or not.
     /// </summary>
     public const string ReplayEvents =
         """
         WITH requested AS (
-          SELECT id FROM unnest(@ids) AS r(id)
+          SELECT id, n FROM unnest(@ids) WITH ORDINALITY AS r(id, n)
         ), found AS (
           SELECT e.id FROM events e JOIN requested r ON r.id = e.id
         ), replayed AS (
@@ -24,15 +29,21 @@ internal static class AdminSql
           FROM found f
           WHERE e.id = f.id AND e.processed
           RETURNING e.id
+        ), not_reset AS (
+          SELECT r.id, r.n, EXISTS (SELECT 1 FROM found f WHERE f.id = r.id) AS known
+          FROM requested r
+          WHERE NOT EXISTS (SELECT 1 FROM replayed p WHERE p.id = r.id)
         ), audited AS (
           INSERT INTO audit_log (actor, action, target_ids, outcome, detail, request_id)
           SELECT @actor, 'replay', ARRAY(SELECT id FROM replayed ORDER BY id), 'reset',
                  jsonb_build_object(
                    'reset', (SELECT count(*) FROM replayed),
-                   'already_pending_ids', (SELECT coalesce(jsonb_agg(f.id), '[]'::jsonb) FROM found f
-                                           WHERE NOT EXISTS (SELECT 1 FROM replayed p WHERE p.id = f.id)),
-                   'unknown_ids', (SELECT coalesce(jsonb_agg(r.id), '[]'::jsonb) FROM requested r
-                                   WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.id = r.id))),
+                   'already_pending', (SELECT count(*) FROM not_reset WHERE known),
+                   'unknown', (SELECT count(*) FROM not_reset WHERE NOT known),
+                   'already_pending_sample', (SELECT coalesce(jsonb_agg(id ORDER BY n), '[]'::jsonb)
+                                              FROM (SELECT id, n FROM not_reset WHERE known ORDER BY n LIMIT @sample) s),
+                   'unknown_sample', (SELECT coalesce(jsonb_agg(id ORDER BY n), '[]'::jsonb)
+                                      FROM (SELECT id, n FROM not_reset WHERE NOT known ORDER BY n LIMIT @sample) s)),
                  @requestId
           WHERE EXISTS (SELECT 1 FROM found)
         )
@@ -40,6 +51,7 @@ internal static class AdminSql
                EXISTS (SELECT 1 FROM found f WHERE f.id = r.id) AS known,
                EXISTS (SELECT 1 FROM replayed p WHERE p.id = r.id) AS reset
         FROM requested r
+        ORDER BY r.n
         """;
 
     /// <summary>
@@ -71,5 +83,14 @@ internal static class AdminSql
         """
         INSERT INTO audit_log (actor, action, target_ids, outcome, detail, request_id)
         VALUES (@actor, @action, @targetIds, @outcome, @detail::jsonb, @requestId)
+        """;
+
+    /// <summary>
+    /// Deletes the clients whose key is one of the public sample keys (@hashes, their SHA-256), whatever their id: a
+    /// client added with <c>clients add</c> has a random key and stays. Returns the ids removed.
+    /// </summary>
+    public const string RemoveSampleClients =
+        """
+        DELETE FROM clients WHERE api_key_hash = ANY(@hashes) RETURNING id
         """;
 }

@@ -1,9 +1,13 @@
 using System.Text.Json;
+using EventProcessor.Ingress.Clients;
 using Npgsql;
 
 namespace EventProcessor.Host.Admin;
 
-/// <summary>The admin endpoints' writes: replay, dead-letter retry, and the audit rows of every accepted admin request.</summary>
+/// <summary>
+/// The admin endpoints' writes: replay, dead-letter retry, and the audit rows of accepted admin requests; and the
+/// start-up's removal of the sample clients.
+/// </summary>
 internal sealed class AdminStore(AdminDatabase database, ILogger<AdminStore> logger)
 {
     /// <summary>Replays those of <paramref name="ids"/> that are processed, and audits it, in one statement.</summary>
@@ -13,6 +17,7 @@ internal sealed class AdminStore(AdminDatabase database, ILogger<AdminStore> log
         await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
         await using var command = new NpgsqlCommand(AdminSql.ReplayEvents, connection);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", [.. ids]));
+        command.Parameters.Add(new NpgsqlParameter<int>("sample", AdminSql.AuditSampleSize));
         AddAuditParameters(command, audit);
         var reset = new List<Guid>();
         var pending = new List<Guid>();
@@ -70,6 +75,27 @@ internal sealed class AdminStore(AdminDatabase database, ILogger<AdminStore> log
         {
             Log.AuditWriteFailed(logger, action, audit.Actor, string.Join(",", targetIds), exception);
         }
+    }
+
+    /// <summary>
+    /// Removes the seed's sample clients (<see cref="ClientStore.DevelopmentClients"/>), found by their public keys,
+    /// and returns their ids. Their keys are in the README, so they may exist only while the service runs in
+    /// Development without an admin key; a database seeded by such a run keeps them until this runs.
+    /// </summary>
+    /// <exception cref="NpgsqlException">The database could not be reached; nothing changed.</exception>
+    public async Task<IReadOnlyList<string>> RemoveSampleClientsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(AdminSql.RemoveSampleClients, connection);
+        command.Parameters.Add(new NpgsqlParameter<byte[][]>("hashes", [.. ClientStore.DevelopmentClients.Select(c => ClientStore.Hash(c.ApiKey))]));
+        var removed = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            removed.Add(reader.GetString(0));
+        }
+
+        return removed;
     }
 
     private static void AddAuditParameters(NpgsqlCommand command, AuditContext audit)

@@ -33,7 +33,10 @@ internal sealed record ServiceSettings(
     bool AllowUnauthenticated,
     int AdminRateLimitPerMinute,
     int MaxEventsPerRequest,
-    int ClientRateLimitPerSecond)
+    int ClientRateLimitPerSecond,
+    int RequestTimeoutMs,
+    int MaxConcurrentConnections,
+    bool? HealthDetails)
 {
     public static ServiceSettings Load(IConfiguration configuration)
     {
@@ -61,7 +64,10 @@ internal sealed record ServiceSettings(
             AllowUnauthenticated: Bool(configuration, "ALLOW_UNAUTHENTICATED", false),
             AdminRateLimitPerMinute: Int(configuration, "ADMIN_RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000),
             MaxEventsPerRequest: Int(configuration, "MAX_EVENTS_PER_REQUEST", 1_000, 1, 100_000),
-            ClientRateLimitPerSecond: Int(configuration, "CLIENT_RATE_LIMIT_PER_SECOND", 1_000, 0, Ingress.Clients.ClientStore.MaxRate));
+            ClientRateLimitPerSecond: Int(configuration, "CLIENT_RATE_LIMIT_PER_SECOND", 1_000, 0, Ingress.Clients.ClientStore.MaxRate),
+            RequestTimeoutMs: Int(configuration, "REQUEST_TIMEOUT_MS", 30_000, 100, 3_600_000),
+            MaxConcurrentConnections: Int(configuration, "MAX_CONCURRENT_CONNECTIONS", 1_000, 1, 1_000_000),
+            HealthDetails: string.IsNullOrWhiteSpace(configuration["HEALTH_DETAILS"]) ? null : Bool(configuration, "HEALTH_DETAILS", false));
     }
 
     /// <summary>
@@ -79,6 +85,13 @@ internal sealed record ServiceSettings(
         }
     }
 
+    /// <summary>
+    /// Whether <c>GET /health</c> shows everyone the registered event types and the ingress counts: they name
+    /// tenants' types and show their traffic, so by default only in Development (<c>HEALTH_DETAILS</c> unset); the
+    /// admin key sees them whatever this says.
+    /// </summary>
+    public bool ShowsHealthDetails(IHostEnvironment environment) => HealthDetails ?? environment.IsDevelopment();
+
     private bool PrintMembers(System.Text.StringBuilder builder)
     {
         // The printed form (ToString) leaves the secrets out, in case it ever reaches a log or a message: the admin
@@ -92,7 +105,9 @@ internal sealed record ServiceSettings(
             .Append(CultureInfo.InvariantCulture, $"AdminApiKey = {(AdminApiKey is null ? "(none)" : "(set)")}, MaxBodyBytes = {MaxBodyBytes}, ")
             .Append(CultureInfo.InvariantCulture, $"MaxDecompressedBytes = {MaxDecompressedBytes}, MaxJsonDepth = {MaxJsonDepth}, ")
             .Append(CultureInfo.InvariantCulture, $"AllowUnauthenticated = {AllowUnauthenticated}, AdminRateLimitPerMinute = {AdminRateLimitPerMinute}, ")
-            .Append(CultureInfo.InvariantCulture, $"MaxEventsPerRequest = {MaxEventsPerRequest}, ClientRateLimitPerSecond = {ClientRateLimitPerSecond}");
+            .Append(CultureInfo.InvariantCulture, $"MaxEventsPerRequest = {MaxEventsPerRequest}, ClientRateLimitPerSecond = {ClientRateLimitPerSecond}, ")
+            .Append(CultureInfo.InvariantCulture, $"RequestTimeoutMs = {RequestTimeoutMs}, MaxConcurrentConnections = {MaxConcurrentConnections}, ")
+            .Append(CultureInfo.InvariantCulture, $"HealthDetails = {HealthDetails?.ToString() ?? "(by environment)"}");
         return true;
     }
 

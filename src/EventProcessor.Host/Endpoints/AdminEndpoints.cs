@@ -11,7 +11,7 @@ namespace EventProcessor.Host.Endpoints;
 /// <c>POST /process-batch</c> run work now, even with polling disabled, and answer 202 with the seed's body once the
 /// work is done, with its outcome added; <c>POST /replay</c> and <c>POST /dead-letters/{id}/retry</c> (in
 /// AdminEndpoints.Replay.cs) make processed events pending again. Every accepted request is written to
-/// <c>audit_log</c>; a refused one changes nothing and is not.
+/// <c>audit_log</c>, except a batch that claimed nothing; a refused one changes nothing and is not.
 /// </summary>
 internal static partial class AdminEndpoints
 {
@@ -93,10 +93,15 @@ internal static partial class AdminEndpoints
             return DatabaseUnavailable();
         }
 
+        // A batch that claimed nothing changed nothing, and auditing it would let anyone with the key grow the table
+        // at the rate limit for free.
         var claimed = ran.Count;
-        var outcomes = ran.GroupBy(r => OutcomeName(r.Outcome) ?? "unknown").ToDictionary(g => g.Key, g => g.Count());
-        await store.RecordAsync(
-            Audit(request, settings), "process_batch", [.. ran.Select(r => r.EventId)], "claimed", new { claimed, outcomes }, lifetime.ApplicationStopping);
+        if (claimed > 0)
+        {
+            var outcomes = ran.GroupBy(r => OutcomeName(r.Outcome) ?? "unknown").ToDictionary(g => g.Key, g => g.Count());
+            await store.RecordAsync(
+                Audit(request, settings), "process_batch", [.. ran.Select(r => r.EventId)], "claimed", new { claimed, outcomes }, lifetime.ApplicationStopping);
+        }
 
         return Results.Json(
             new ProcessBatchResponse(true, "Batch processing started", claimed),

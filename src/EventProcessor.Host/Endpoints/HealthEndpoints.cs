@@ -1,9 +1,15 @@
 using System.Text.Json.Serialization;
+using EventProcessor.Host.Configuration;
 using EventProcessor.Ingress.Writing;
 
 namespace EventProcessor.Host.Endpoints;
 
-/// <summary><c>GET /health</c>: the seed's body, plus the backlog and skipped count. Always open, for probes.</summary>
+/// <summary>
+/// <c>GET /health</c>: the seed's body, plus the backlog and skipped count. Always open, for probes. The registered
+/// event types (<c>registry.eventTypes</c>) name tenants' types and the ingress counts show their traffic, so they are
+/// shown only to the admin key, or to everyone with <c>HEALTH_DETAILS</c> (by default in Development only); a client's
+/// key shows nothing more than none.
+/// </summary>
 internal static class HealthEndpoints
 {
     public static IEndpointRouteBuilder MapHealthEndpoints(this IEndpointRouteBuilder endpoints)
@@ -12,9 +18,17 @@ internal static class HealthEndpoints
         var startedAt = endpoints.ServiceProvider.GetRequiredService<TimeProvider>().GetUtcNow();
         endpoints.MapGet(
                 "/health",
-                (EventEngine engine, IngressStats ingress, TimeProvider timeProvider, CancellationToken cancellationToken) =>
-                    GetHealthAsync(engine, ingress, timeProvider, startedAt, cancellationToken))
-            .AllowAnonymous();
+                (HttpRequest request, EventEngine engine, IngressStats ingress, ServiceSettings settings, IHostEnvironment environment,
+                    TimeProvider timeProvider, CancellationToken cancellationToken) =>
+                    GetHealthAsync(
+                        engine,
+                        ingress,
+                        timeProvider,
+                        startedAt,
+                        settings.ShowsHealthDetails(environment) || (ApiKeyFilter.PresentedKey(request) is { } key && ApiKeyFilter.IsAdminKey(settings, key)),
+                        cancellationToken))
+            .AllowAnonymous()
+            .DisableRequestTimeout(); // nothing to receive; the database read has its own 5 s
         return endpoints;
     }
 
@@ -23,6 +37,7 @@ internal static class HealthEndpoints
         IngressStats ingress,
         TimeProvider timeProvider,
         DateTimeOffset startedAt,
+        bool details,
         CancellationToken cancellationToken)
     {
         Backlog? backlog = null;
@@ -62,9 +77,9 @@ internal static class HealthEndpoints
                 options.MaxRetries,
                 options.EnablePolling,
                 options.Workers),
-            Registry: new HealthRegistry(engine.Registry.Registrations.Count, engine.Registry.EventTypes),
+            Registry: new HealthRegistry(engine.Registry.Registrations.Count, details ? engine.Registry.EventTypes : null),
             Backlog: backlog is null ? null : new HealthBacklog(backlog.Pending, backlog.OldestPendingAgeSeconds),
-            Ingress: new HealthIngress(ingress.Written, ingress.Duplicates, ingress.Rejected),
+            Ingress: details ? new HealthIngress(ingress.Written, ingress.Duplicates, ingress.Rejected) : null,
             Error: problem);
         return Results.Json(body, statusCode: problem is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable);
     }
@@ -78,7 +93,7 @@ internal static class HealthEndpoints
         HealthConfig Config,
         HealthRegistry Registry,
         HealthBacklog? Backlog,
-        HealthIngress Ingress,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] HealthIngress? Ingress,
         [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Error);
 
     internal sealed record HealthStats(
@@ -93,7 +108,9 @@ internal static class HealthEndpoints
 
     internal sealed record HealthConfig(long PollIntervalMs, int BatchSize, int MaxRetries, bool PollingEnabled, int Workers);
 
-    internal sealed record HealthRegistry(int TotalHandlers, IReadOnlyList<string> EventTypes);
+    internal sealed record HealthRegistry(
+        int TotalHandlers,
+        [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? EventTypes);
 
     /// <summary>What the ingress doors did since start-up: rows written, redeliveries recognised, deliveries refused.</summary>
     internal sealed record HealthIngress(long Written, long Duplicates, long Rejected);

@@ -1,4 +1,6 @@
+using System.IO.Pipelines;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Net.Http.Headers;
 
 namespace EventProcessor.Host.Endpoints;
@@ -9,12 +11,24 @@ namespace EventProcessor.Host.Endpoints;
 /// </summary>
 internal static class RequestBody
 {
-    /// <summary>Reads the whole body, or returns why not: 413 (over <paramref name="limit"/>), 415 (not JSON), or Kestrel's own 4xx.</summary>
+    /// <summary>
+    /// Reads the whole body, or returns why not: 413 (over <paramref name="limit"/>), 415 (not JSON), or Kestrel's own
+    /// 4xx. The request's deadline (<see cref="HttpLimits.ReceiveDeadline"/>) ends here, once it is received: past it
+    /// the read is cancelled, and the request answered 408.
+    /// </summary>
     /// <param name="request">The request.</param>
     /// <param name="limit">The most bytes this endpoint takes.</param>
     /// <param name="limitName">The setting that sets the limit, named in the 413 detail; null for a fixed limit.</param>
-    /// <param name="cancellationToken">The request's token.</param>
+    /// <param name="cancellationToken">The request's token, which the deadline cancels.</param>
     public static async Task<(byte[] Body, IResult? Refused)> ReadJsonAsync(
+        HttpRequest request, int limit, string? limitName, CancellationToken cancellationToken)
+    {
+        var read = await ReadAsync(request, limit, limitName, cancellationToken);
+        request.HttpContext.Features.Get<IHttpRequestTimeoutFeature>()?.DisableTimeout();
+        return read;
+    }
+
+    private static async Task<(byte[] Body, IResult? Refused)> ReadAsync(
         HttpRequest request, int limit, string? limitName, CancellationToken cancellationToken)
     {
         if (request.HttpContext.Features.Get<IHttpRequestBodyDetectionFeature>() is { CanHaveBody: false })
@@ -38,19 +52,44 @@ internal static class RequestBody
             sizeFeature.MaxRequestBodySize = limit + 1L;
         }
 
-        using var buffer = new MemoryStream();
-        var chunk = new byte[Math.Min(16 * 1024, limit + 1)];
-        int read;
+        // The deadline stops a read that waits for bytes the way Kestrel's body reader expects: CancelPendingRead,
+        // then AdvanceTo. A read cancelled through its token instead leaves that reader marked as reading, and Kestrel
+        // logs an error for every such request when it drains the connection.
+        var reader = request.BodyReader;
+        using var deadline = cancellationToken.UnsafeRegister(static state => ((PipeReader)state!).CancelPendingRead(), reader);
+        using var body = new MemoryStream();
         try
         {
-            while ((read = await request.Body.ReadAsync(chunk, cancellationToken)) > 0)
+            while (true)
             {
-                if (buffer.Length + read > limit)
+                var result = await reader.ReadAsync(CancellationToken.None);
+                var buffer = result.Buffer;
+                if (result.IsCanceled)
+                {
+                    reader.AdvanceTo(buffer.Start);
+                    cancellationToken.ThrowIfCancellationRequested();
+                    continue;
+                }
+
+                var tooLarge = body.Length + buffer.Length > limit;
+                foreach (var segment in buffer)
+                {
+                    if (!tooLarge)
+                    {
+                        body.Write(segment.Span);
+                    }
+                }
+
+                reader.AdvanceTo(buffer.End);
+                if (tooLarge)
                 {
                     return ([], TooLarge(request, null, limit, limitName));
                 }
 
-                buffer.Write(chunk, 0, read);
+                if (result.IsCompleted)
+                {
+                    return (body.ToArray(), null);
+                }
             }
         }
         catch (BadHttpRequestException exception) when (exception.StatusCode == StatusCodes.Status413PayloadTooLarge)
@@ -62,8 +101,6 @@ internal static class RequestBody
             // Kestrel gave up on the body: too slow (408), or malformed chunking (400). Its message names no internals.
             return ([], Results.Problem(statusCode: exception.StatusCode, title: "Unreadable body", detail: exception.Message));
         }
-
-        return (buffer.ToArray(), null);
     }
 
     /// <summary>415 unless the body is declared as JSON (<c>application/json</c> or <c>+json</c>) in UTF-8.</summary>

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using EventProcessor.Host.Configuration;
+using EventProcessor.Ingress.Clients;
 using EventProcessor.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -15,6 +16,7 @@ public sealed partial class HealthEndpointTests
         ["totalProcessed", "successCount", "errorCount", "deadLetterCount", "lastProcessedAt", "skippedCount"];
     private static readonly string[] ConfigKeys = ["pollIntervalMs", "batchSize", "maxRetries", "pollingEnabled", "workers"];
     private static readonly string[] UserWildcard = ["user.*"];
+    private static readonly string[] IngressKeys = ["written", "duplicates", "rejected"];
 
     private TestDatabase _db = null!;
 
@@ -42,6 +44,7 @@ public sealed partial class HealthEndpointTests
         {
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), text);
             Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/json"));
+            Assert.That(response.Headers.Contains("Server"), Is.False, "no Server header names the web server");
             Assert.That(
                 Names(json),
                 Is.SupersetOf(TopLevelKeys));
@@ -78,10 +81,8 @@ public sealed partial class HealthEndpointTests
                 registry.GetProperty("totalHandlers").GetInt32(),
                 Is.EqualTo(ShippedHandlers.EventTypes.Length),
                 "no webhooks configured: the shipped handlers only");
-            Assert.That(registry.GetProperty("eventTypes").ValueKind, Is.EqualTo(JsonValueKind.Array));
-            Assert.That(
-                registry.GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
-                Is.EqualTo(ShippedHandlers.EventTypes));
+            Assert.That(registry.TryGetProperty("eventTypes", out _), Is.False, "outside Development the types are the admin's to see");
+            Assert.That(json.TryGetProperty("ingress", out _), Is.False, "and so are the ingress counts");
 
             var backlog = json.GetProperty("backlog");
             Assert.That(backlog.GetProperty("pending").GetInt64(), Is.Zero);
@@ -187,20 +188,79 @@ public sealed partial class HealthEndpointTests
     {
         await using var service = await ServiceAppFixture.StartAsync(
             _db,
-            settings: [new("Webhooks:0:Url", "http://127.0.0.1:9/x"), new("Webhooks:0:EventTypes:0", "user.*"), new("Webhooks:0:Secret", "s")]);
+            settings: [new("Webhooks:0:Url", "http://127.0.0.1:9/x"), new("Webhooks:0:EventTypes:0", "user.*"), new("Webhooks:0:Secret", "s"), new("ADMIN_API_KEY", "k")]);
 
-        using var response = await service.GetHealthAsync();
-        var (json, text) = await ResponseJson.ReadAsync(response);
-        var registry = json.GetProperty("registry");
+        var registry = (await HealthAsync(service, ("X-API-Key", "k"))).GetProperty("registry");
 
         Assert.Multiple(() =>
         {
-            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), text);
             Assert.That(registry.GetProperty("totalHandlers").GetInt32(), Is.EqualTo(ShippedHandlers.EventTypes.Length + 1));
             Assert.That(
                 registry.GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
                 Is.EqualTo(ShippedHandlers.EventTypesWith(UserWildcard)));
         });
+    }
+
+    [Test]
+    public async Task Event_types_and_ingress_counts_are_shown_to_the_admin_key_alone()
+    {
+        const string AdminKey = "health-admin-key-91c4";
+        var (_, clientKey) = await new ClientStore(_db.DataSource).AddAsync("tenant-a", "Tenant A", ["*"]);
+        await using var service = await ServiceAppFixture.StartAsync(_db, settings: [new("ADMIN_API_KEY", AdminKey)]);
+
+        var anonymous = await HealthAsync(service);
+        var client = await HealthAsync(service, ("X-API-Key", clientKey));
+        var wrongKey = await HealthAsync(service, ("X-API-Key", AdminKey + "x"));
+        var admin = await HealthAsync(service, ("X-API-Key", AdminKey));
+        var bearer = await HealthAsync(service, ("Authorization", $"Bearer {AdminKey}"));
+
+        Assert.Multiple(() =>
+        {
+            foreach (var (who, json) in new[] { ("anonymous", anonymous), ("a client's key", client), ("a wrong key", wrongKey) })
+            {
+                Assert.That(Names(json), Is.SupersetOf(TopLevelKeys), $"{who}: the seed's body");
+                Assert.That(json.GetProperty("registry").GetProperty("totalHandlers").GetInt32(), Is.EqualTo(ShippedHandlers.EventTypes.Length), who);
+                Assert.That(Names(json.GetProperty("registry")), Is.EqualTo(new[] { "totalHandlers" }), $"{who}: no event types");
+                Assert.That(Names(json), Does.Not.Contain("ingress"), $"{who}: no ingress counts");
+            }
+
+            foreach (var (who, json) in new[] { ("the admin key", admin), ("the admin key as a bearer", bearer) })
+            {
+                Assert.That(
+                    json.GetProperty("registry").GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
+                    Is.EqualTo(ShippedHandlers.EventTypes),
+                    who);
+                Assert.That(Names(json.GetProperty("ingress")), Is.EqualTo(IngressKeys), who);
+            }
+        });
+    }
+
+    [Test]
+    public async Task HEALTH_DETAILS_true_shows_event_types_and_ingress_counts_to_everyone()
+    {
+        await using var service = await ServiceAppFixture.StartAsync(_db, settings: [new("ADMIN_API_KEY", "k"), new("HEALTH_DETAILS", "true")]);
+
+        var anonymous = await HealthAsync(service);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(anonymous.GetProperty("registry").GetProperty("eventTypes").GetArrayLength(), Is.EqualTo(ShippedHandlers.EventTypes.Length));
+            Assert.That(Names(anonymous.GetProperty("ingress")), Is.EqualTo(IngressKeys));
+        });
+    }
+
+    private static async Task<JsonElement> HealthAsync(ServiceAppFixture service, params (string Name, string Value)[] headers)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri("/health", UriKind.Relative));
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        using var response = await service.Client.SendAsync(request);
+        var (json, text) = await ResponseJson.ReadAsync(response);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), text);
+        return json;
     }
 
     [Test]

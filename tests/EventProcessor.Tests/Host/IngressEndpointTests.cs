@@ -33,7 +33,7 @@ public sealed class IngressEndpointTests
     [TestCaseSource(typeof(AwsFixtures), nameof(AwsFixtures.All))]
     public async Task Posting_a_fixture_twice_writes_its_rows_once_and_counts_the_duplicate(string fixture)
     {
-        await using var service = await ServiceAppFixture.StartAsync(_db);
+        await using var service = await ServiceAppFixture.StartAsync(_db, settings: [new("HEALTH_DETAILS", "true")]);
         var body = await File.ReadAllTextAsync(fixture);
 
         var (first, firstText) = await PostJsonAsync(service, "/process", body);

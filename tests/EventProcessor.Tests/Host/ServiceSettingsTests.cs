@@ -54,6 +54,9 @@ public sealed class ServiceSettingsTests
             Assert.That(settings.AdminRateLimitPerMinute, Is.EqualTo(600), "ADMIN_RATE_LIMIT_PER_MINUTE");
             Assert.That(settings.MaxEventsPerRequest, Is.EqualTo(1_000), "MAX_EVENTS_PER_REQUEST");
             Assert.That(settings.ClientRateLimitPerSecond, Is.EqualTo(1_000), "CLIENT_RATE_LIMIT_PER_SECOND");
+            Assert.That(settings.RequestTimeoutMs, Is.EqualTo(30_000), "REQUEST_TIMEOUT_MS");
+            Assert.That(settings.MaxConcurrentConnections, Is.EqualTo(1_000), "MAX_CONCURRENT_CONNECTIONS");
+            Assert.That(settings.HealthDetails, Is.Null, "HEALTH_DETAILS: by environment");
         });
     }
 
@@ -112,12 +115,15 @@ public sealed class ServiceSettingsTests
             ("ALLOW_UNAUTHENTICATED", "yes"),
             ("ADMIN_RATE_LIMIT_PER_MINUTE", "30"),
             ("MAX_EVENTS_PER_REQUEST", "7"),
-            ("CLIENT_RATE_LIMIT_PER_SECOND", "0"));
+            ("CLIENT_RATE_LIMIT_PER_SECOND", "0"),
+            ("REQUEST_TIMEOUT_MS", "1500"),
+            ("MAX_CONCURRENT_CONNECTIONS", "7"),
+            ("HEALTH_DETAILS", "true"));
 
         Assert.That(
             settings,
             Is.EqualTo(new ServiceSettings(
-                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30, 7, 0)));
+                IPAddress.Loopback, 9090, 250, 50, 3, 2, false, LogEventLevel.Debug, 10, 20, 1.5, 500, 5000, false, settings.ConnectionString, "k", 2048, 4096, 8, true, 30, 7, 0, 1500, 7, true)));
     }
 
     [TestCase("BATCH_SIZE", "0")]
@@ -148,6 +154,11 @@ public sealed class ServiceSettingsTests
     [TestCase("MAX_JSON_DEPTH", "1")]
     [TestCase("ALLOW_UNAUTHENTICATED", "please")]
     [TestCase("ADMIN_RATE_LIMIT_PER_MINUTE", "0")]
+    [TestCase("REQUEST_TIMEOUT_MS", "99")]
+    [TestCase("REQUEST_TIMEOUT_MS", "30s")]
+    [TestCase("MAX_CONCURRENT_CONNECTIONS", "0")]
+    [TestCase("MAX_CONCURRENT_CONNECTIONS", "unlimited")]
+    [TestCase("HEALTH_DETAILS", "some")]
     [TestCase("DATABASE_URL", "mysql://x")]
     [TestCase("DATABASE_URL", "not a url")]
     public void An_invalid_value_throws_naming_the_setting(string key, string value)
@@ -370,6 +381,18 @@ public sealed class ServiceSettingsTests
         var settings = Load(("DATABASE_URL", ValidUrl), (key, value));
 
         Assert.DoesNotThrow(() => settings.CheckAccess(HostEnvironment(environment)));
+    }
+
+    [TestCase("Development", null, true, TestName = "Health_details_are_shown_by_default_in_Development")]
+    [TestCase("Production", null, false, TestName = "Health_details_are_hidden_by_default_in_Production")]
+    [TestCase("Staging", null, false, TestName = "Health_details_are_hidden_by_default_in_Staging")]
+    [TestCase("Production", "true", true, TestName = "HEALTH_DETAILS_true_shows_them_in_Production")]
+    [TestCase("Development", "false", false, TestName = "HEALTH_DETAILS_false_hides_them_in_Development")]
+    public void Health_details_follow_HEALTH_DETAILS_else_the_environment(string environment, string? value, bool shown)
+    {
+        var settings = Load(("DATABASE_URL", ValidUrl), ("HEALTH_DETAILS", value));
+
+        Assert.That(settings.ShowsHealthDetails(HostEnvironment(environment)), Is.EqualTo(shown));
     }
 
     private static Microsoft.Extensions.Hosting.Internal.HostingEnvironment HostEnvironment(string name) => new() { EnvironmentName = name };

@@ -8,8 +8,9 @@ using Npgsql;
 namespace EventProcessor.Tests.Security;
 
 /// <summary>
-/// <c>audit_log</c>: one row per accepted admin request, saying who (never the key), what, on which events, and how
-/// it ended; none for a refused one; a replay and its row commit together; rows are never updated.
+/// <c>audit_log</c>: one row per accepted admin request that changed something, saying who (never the key), what, on
+/// which events, and how it ended; none for a refused one or a batch that claimed nothing; a row's size follows the
+/// events changed, not the ids asked; a replay and its row commit together; rows are never updated.
 /// </summary>
 [FixtureLifeCycle(LifeCycle.InstancePerTestCase)]
 [Parallelizable(ParallelScope.All)]
@@ -71,6 +72,7 @@ public sealed class AuditLogTests
     [Test]
     public async Task With_the_endpoints_open_the_actor_is_anonymous()
     {
+        await _db.InsertEventAsync("nobody.handles.this");
         await using var service = await ServiceAppFixture.StartAsync(_db);
 
         await ExpectAsync(service.PostAsync("/process-batch", null), HttpStatusCode.Accepted);
@@ -84,10 +86,14 @@ public sealed class AuditLogTests
     {
         var processed = await _db.InsertEventAsync("nobody.handles.this");
         await using var service = await ServiceAppFixture.StartAsync(
-            _db, settings: [new("ADMIN_API_KEY", AdminKey), new("ADMIN_RATE_LIMIT_PER_MINUTE", "9")]);
+            _db, settings: [new("ADMIN_API_KEY", AdminKey), new("ADMIN_RATE_LIMIT_PER_MINUTE", "9"), new("BATCH_SIZE", "1")]);
         (string Name, string Value) key = ("X-API-Key", AdminKey);
         await ExpectAsync(service.ProcessEventAsync(processed, key), HttpStatusCode.Accepted);
         await _db.ExecuteAsync("DELETE FROM audit_log");
+
+        // One event for each batch the budget lets through (BATCH_SIZE=1), so that each claims one and is audited.
+        await _db.InsertEventAsync("nobody.handles.this");
+        await _db.InsertEventAsync("nobody.handles.this");
 
         await ExpectAsync(service.ProcessEventAsync(processed), HttpStatusCode.Unauthorized);
         await ExpectAsync(service.ProcessEventAsync(processed, key), HttpStatusCode.Conflict);
@@ -108,6 +114,60 @@ public sealed class AuditLogTests
             Is.Zero,
             "only the accepted batches are audited");
         Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM audit_log"), Is.EqualTo(2), "two batches were accepted before the budget of 9 ran out");
+    }
+
+    [Test]
+    public async Task A_replay_with_999_unknown_ids_writes_a_row_of_counts_and_a_bounded_sample()
+    {
+        var processed = await _db.InsertEventAsync("nobody.handles.this");
+        await _db.ExecuteAsync("UPDATE events SET processed = true, processed_at = now() WHERE id = @processed", new { processed });
+        var unknown = Enumerable.Range(0, 999).Select(_ => Guid.NewGuid()).ToArray();
+        await using var service = await ServiceAppFixture.StartAsync(_db);
+
+        using var response = await service.PostAsync("/replay", JsonSerializer.Serialize(new { event_ids = (Guid[])[.. unknown[..500], processed, .. unknown[500..]] }));
+        var (json, text) = await ResponseJson.ReadAsync(response);
+
+        var row = (await AuditRowsAsync()).Single();
+        using var detail = JsonDocument.Parse(row.Detail);
+        var size = await _db.ScalarAsync<int>("SELECT octet_length(detail::text) + 16 * cardinality(target_ids) FROM audit_log");
+        await TestContext.Out.WriteLineAsync($"audit row of a replay of 1 + 999 unknown ids: {size} bytes of ids and detail");
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), text);
+            Assert.That(json.GetProperty("unknown_ids").GetArrayLength(), Is.EqualTo(999), "the caller still hears of every id");
+            Assert.That(row.TargetIds, Is.EqualTo(new[] { processed }), "the row names the event it reset");
+            Assert.That(detail.RootElement.GetProperty("reset").GetInt32(), Is.EqualTo(1));
+            Assert.That(detail.RootElement.GetProperty("already_pending").GetInt32(), Is.Zero);
+            Assert.That(detail.RootElement.GetProperty("unknown").GetInt32(), Is.EqualTo(999), "and counts the rest");
+            Assert.That(
+                detail.RootElement.GetProperty("unknown_sample").EnumerateArray().Select(e => e.GetGuid()),
+                Is.EqualTo(unknown[..20]),
+                "the first 20 unknown ids, in the order asked");
+            Assert.That(size, Is.LessThan(2048), "a bounded row, not one id per id asked (about 40 KB)");
+        });
+    }
+
+    [Test]
+    public async Task A_process_batch_that_claims_nothing_is_not_audited()
+    {
+        await using var service = await ServiceAppFixture.StartAsync(_db, settings: [new("ADMIN_API_KEY", AdminKey)]);
+        (string Name, string Value) key = ("X-API-Key", AdminKey);
+        for (var i = 0; i < 5; i++)
+        {
+            await ExpectAsync(service.PostAsync("/process-batch", null, key), HttpStatusCode.Accepted);
+        }
+
+        var afterEmptyBatches = await _db.ScalarAsync<long>("SELECT count(*) FROM audit_log");
+        var id = await _db.InsertEventAsync("nobody.handles.this");
+        await ExpectAsync(service.PostAsync("/process-batch", null, key), HttpStatusCode.Accepted);
+
+        var rows = await AuditRowsAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(afterEmptyBatches, Is.Zero, "five batches that claimed nothing wrote nothing");
+            Assert.That(rows.Select(r => (r.Action, r.Outcome)), Is.EqualTo(new[] { ("process_batch", "claimed") }), "the batch that ran an event is audited");
+            Assert.That(rows.Single().TargetIds, Is.EqualTo(new[] { id }));
+        });
     }
 
     [Test]
@@ -133,6 +193,7 @@ public sealed class AuditLogTests
     [Test]
     public async Task Audit_rows_are_never_updated()
     {
+        await _db.InsertEventAsync("nobody.handles.this");
         await using var service = await ServiceAppFixture.StartAsync(_db);
         await ExpectAsync(service.PostAsync("/process-batch", null), HttpStatusCode.Accepted);
 

@@ -70,10 +70,13 @@ public sealed class ClosedByDefaultTests
 
         using var batch = await PostAsync(service, "process-batch");
         var warnings = service.StandardOutput.Split('\n').Where(line => line.Contains(OpenWarning, StringComparison.Ordinal)).ToList();
+        var (health, text) = await ResponseJson.ReadAsync(await service.Http.GetAsync(new Uri("health", UriKind.Relative)));
 
         Assert.Multiple(() =>
         {
             Assert.That(batch.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), "open: no key needed");
+            Assert.That(health.GetProperty("registry").TryGetProperty("eventTypes", out _), Is.False, $"open admin endpoints open no health details: {text}");
+            Assert.That(health.TryGetProperty("ingress", out _), Is.False, text);
             Assert.That(warnings, Has.Count.EqualTo(1), $"one warning at start-up{service.Tail()}");
             Assert.That(warnings.FirstOrDefault(), Does.Contain("\"@l\":\"Warning\"").And.Contain("ALLOW_UNAUTHENTICATED=true"));
         });
@@ -87,8 +90,14 @@ public sealed class ClosedByDefaultTests
             Settings(db, ("ASPNETCORE_ENVIRONMENT", "Development"), ("ALLOW_UNAUTHENTICATED", null))));
 
         using var batch = await PostAsync(service, "process-batch");
+        var (health, text) = await ResponseJson.ReadAsync(await service.Http.GetAsync(new Uri("health", UriKind.Relative)));
 
-        Assert.That(batch.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), "Development is open without a key");
+        Assert.Multiple(() =>
+        {
+            Assert.That(batch.StatusCode, Is.EqualTo(HttpStatusCode.Accepted), "Development is open without a key");
+            Assert.That(health.GetProperty("registry").GetProperty("eventTypes").GetArrayLength(), Is.GreaterThan(0), $"Development shows the health details: {text}");
+            Assert.That(health.GetProperty("ingress").GetProperty("written").GetInt64(), Is.Zero, text);
+        });
     }
 
     [Test]

@@ -21,9 +21,18 @@ namespace EventProcessor.Tests.Security;
 public sealed class HostileInputCorpusTests
 {
     private const string AdminKey = "corpus-admin-key-3b9d";
+    private const string ClientKey = "epk_corpus_tenant_key_5d21";
     private const string Json = "application/json";
     private const int MaxBodyBytes = 64 * 1024;
     private const string Sql = "'; DROP TABLE events; --";
+
+    /// <summary>The deadline the corpus's service has for receiving a request (REQUEST_TIMEOUT_MS).</summary>
+    private const int RequestTimeoutMs = 3000;
+
+    /// <summary>How trickled bodies are sent: 500 bytes/s, twice Kestrel's floor, so only the deadline stops them.</summary>
+    private const int TrickleBytes = 50;
+
+    private static readonly TimeSpan TrickleInterval = TimeSpan.FromMilliseconds(100);
 
     private static readonly Guid Pending = Guid.Parse("0b7e5c1a-0000-4000-8000-000000000001");
     private static readonly Guid Processed = Guid.Parse("0b7e5c1a-0000-4000-8000-000000000002");
@@ -48,8 +57,10 @@ public sealed class HostileInputCorpusTests
                    metadata = '{"dead_lettered": true, "retry_count": 5, "last_error": "boom"}' WHERE id = @DeadLettered;
             INSERT INTO event_dead_letters (id, event_id, event_type, payload, error_message, retry_count, original_created_at)
             VALUES (@DeadLetter, @DeadLettered, 'corpus.dead', '{"n": 3}', 'boom', 5, now());
+            INSERT INTO clients (id, name, api_key_hash, allowed_event_types)
+            VALUES ('corpus-tenant', 'A tenant', sha256(convert_to(@ClientKey, 'UTF8')), '{*}');
             """,
-            new { Processed, DeadLettered, DeadLetter });
+            new { Processed, DeadLettered, DeadLetter, ClientKey });
         _service = await ServiceAppFixture.StartAsync(
             _db,
             settings:
@@ -57,6 +68,7 @@ public sealed class HostileInputCorpusTests
                 new("ADMIN_API_KEY", AdminKey),
                 new("ADMIN_RATE_LIMIT_PER_MINUTE", "1000000"),
                 new("MAX_BODY_BYTES", MaxBodyBytes.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                new("REQUEST_TIMEOUT_MS", RequestTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             ]);
     }
 
@@ -87,7 +99,8 @@ public sealed class HostileInputCorpusTests
         {
             Assert.That((int)response.StatusCode, Is.EqualTo(hostile.Expected), text);
             Assert.That(after, Is.EqualTo(before), "nothing was written");
-            SecurityChecks.AssertNothingLeaks(text, hostile.ToString(), AdminKey);
+            Assert.That(response.Headers.Contains("Server"), Is.False, "no Server header names the web server");
+            SecurityChecks.AssertNothingLeaks(text, hostile.ToString(), AdminKey, ClientKey);
         });
         if (hostile.RefusedBeforeTheApp)
         {
@@ -105,14 +118,21 @@ public sealed class HostileInputCorpusTests
         }
         else
         {
-            Assert.That(JsonDocument.Parse(text).RootElement.GetProperty("status").GetString(), Is.EqualTo("healthy"), text);
+            var health = JsonDocument.Parse(text).RootElement;
+            Assert.Multiple(() =>
+            {
+                Assert.That(health.GetProperty("status").GetString(), Is.EqualTo("healthy"), text);
+                Assert.That(health.GetProperty("registry").TryGetProperty("eventTypes", out _), Is.False, $"no event types without the admin key: {text}");
+                Assert.That(health.TryGetProperty("ingress", out _), Is.False, $"no ingress counts without the admin key: {text}");
+            });
         }
 
         await _service.AssertStillServingAsync();
     }
 
     public static IEnumerable<TestCaseData> Corpus() =>
-        ProcessEvent().Concat(ProcessBatch()).Concat(Replay()).Concat(RetryDeadLetter()).Concat(Events()).Concat(Process()).Concat(Health()).Concat(TenantAttacks())
+        ProcessEvent().Concat(ProcessBatch()).Concat(Replay()).Concat(RetryDeadLetter()).Concat(Events()).Concat(Process()).Concat(Health())
+            .Concat(SlowBodiesAndProbes()).Concat(TenantAttacks())
             .Select(c => new TestCaseData(c).SetName($"{c.Endpoint}: {c.Name}"));
 
     private static IEnumerable<HostileRequest> ProcessEvent()
@@ -304,6 +324,30 @@ public sealed class HostileInputCorpusTests
         yield return new HostileRequest(Endpoint, "DELETE", "DELETE", "/health", null, null, true, [], 405);
     }
 
+    /// <summary>
+    /// Requests that hold the service or probe it rather than confuse it: a valid body sent at twice Kestrel's
+    /// 240 bytes/s floor but too slowly in all, cut off at <c>REQUEST_TIMEOUT_MS</c> with 408; keys that are not the
+    /// admin's asking <c>GET /health</c> for the tenants' event types and traffic; a replay of 999 unknown ids.
+    /// </summary>
+    private static IEnumerable<HostileRequest> SlowBodiesAndProbes()
+    {
+        var envelope = $$$"""{"event_type": "corpus.new", "payload": {"text": "{{{new string('x', 2000 - 61)}}}"}}""";
+        yield return Post("/events", "a valid event of 2000 bytes trickled in over 4 s", envelope, 408) with { Trickled = true };
+        var replay = JsonSerializer.Serialize(new { event_ids = (Guid[])[Processed, .. Enumerable.Range(1, 49).Select(i => new Guid(i, 0, 0, new byte[8]))] });
+        yield return Post("/replay", "a processed id among 50 (2000 bytes) trickled in over 4 s", replay, 408) with { Trickled = true };
+        var lambda = AwsFixtures.Read("ecs-task-state-change-event.json");
+        yield return Post("/process", "an ECS event padded to 2000 bytes trickled in over 4 s", lambda.PadRight(2000), 408) with { Trickled = true };
+
+        // What GET /health shows a caller without the admin key: the seed's body, never the tenants' event types or
+        // their traffic (checked for every 200 of the corpus).
+        yield return new HostileRequest("/health", "a client's key", "GET", "/health", null, null, false, [("X-API-Key", ClientKey)], 200);
+        yield return new HostileRequest("/health", "a client's key as a bearer", "GET", "/health", null, null, false, [("Authorization", $"Bearer {ClientKey}")], 200);
+        yield return new HostileRequest("/health", "the admin key with a character more", "GET", "/health", null, null, false, [("X-API-Key", AdminKey + "x")], 200);
+        yield return new HostileRequest("/health", "the admin key in the query string", "GET", "/health?api_key=" + AdminKey, null, null, false, [], 200);
+        yield return new HostileRequest("/health", "the admin key as Basic credentials", "GET", "/health", null, null, false, [("Authorization", "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes("admin:" + AdminKey)))], 200);
+        yield return Post("/replay", "999 unknown ids", JsonSerializer.Serialize(new { event_ids = Enumerable.Range(1, 999).Select(i => new Guid(i, 7, 7, new byte[8])) }), 404);
+    }
+
     /// <summary>What every POST endpoint gets: bad JSON of every kind, the wrong size, the wrong content type.</summary>
     /// <param name="path">Where to send it.</param>
     /// <param name="valid">A body the endpoint accepts (it would change something): sent with the wrong content types.</param>
@@ -383,7 +427,7 @@ public sealed class HostileInputCorpusTests
         using var request = new HttpRequestMessage(new HttpMethod(hostile.Method), new Uri(hostile.Path, UriKind.Relative));
         if (hostile.Body is not null)
         {
-            request.Content = new ByteArrayContent(hostile.Body);
+            request.Content = hostile.Trickled ? new TrickledContent(hostile.Body, TrickleBytes, TrickleInterval) : new ByteArrayContent(hostile.Body);
             request.Content.Headers.ContentType = null;
             if (hostile.ContentType is not null)
             {
@@ -436,5 +480,31 @@ public sealed record HostileRequest(
     /// <summary>Kestrel refuses the request before the application sees it, so the body is Kestrel's, not a problem.</summary>
     public bool RefusedBeforeTheApp { get; init; }
 
+    /// <summary>The body is sent a few bytes at a time (<see cref="TrickledContent"/>), its length announced.</summary>
+    public bool Trickled { get; init; }
+
     public override string ToString() => $"{Method} {Endpoint}: {Name}";
+}
+
+/// <summary>A body written <paramref name="bytesPerWrite"/> bytes at a time, <paramref name="interval"/> apart, its length announced.</summary>
+internal sealed class TrickledContent(byte[] body, int bytesPerWrite, TimeSpan interval) : HttpContent
+{
+    protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context) =>
+        SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+    protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context, CancellationToken cancellationToken)
+    {
+        for (var sent = 0; sent < body.Length; sent += bytesPerWrite)
+        {
+            await stream.WriteAsync(body.AsMemory(sent, Math.Min(bytesPerWrite, body.Length - sent)), cancellationToken);
+            await stream.FlushAsync(cancellationToken);
+            await Task.Delay(interval, cancellationToken);
+        }
+    }
+
+    protected override bool TryComputeLength(out long length)
+    {
+        length = body.Length;
+        return true;
+    }
 }

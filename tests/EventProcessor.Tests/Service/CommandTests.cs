@@ -199,6 +199,68 @@ public sealed class CommandTests
     }
 
     [Test]
+    public async Task In_development_with_an_admin_key_no_sample_clients_are_seeded_and_their_keys_open_nothing()
+    {
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = _db.Url,
+            ["ASPNETCORE_ENVIRONMENT"] = "Development",
+            ["ADMIN_API_KEY"] = "dev-admin-key-5e2a",
+            ["ENABLE_POLLING"] = "false",
+        });
+        using var refused = await PostAsync(service, "epk_dev_client_001_not_secret", IntegrationEvent());
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await _db.ScalarAsync<long>("SELECT count(*) FROM clients"), Is.Zero, "nothing seeded");
+            Assert.That(refused.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Unauthorized), await refused.Content.ReadAsStringAsync());
+        });
+    }
+
+    [TestCase("Development", "ADMIN_API_KEY", "dev-admin-key-5e2a", TestName = "Sample clients seeded by an open development run are removed when it starts again with an admin key")]
+    [TestCase("Production", "ALLOW_UNAUTHENTICATED", "true", TestName = "Sample clients seeded by an open development run are removed when the database is served outside Development")]
+    public async Task Sample_clients_seeded_earlier_are_removed_at_a_start_that_would_not_seed_them(string environment, string setting, string value)
+    {
+        var realKey = (await new ClientStore(_db.DataSource).AddAsync("client-real", "A real tenant", ["integration"])).ApiKey;
+        await using (var open = await ServiceProcess.StartAsync(new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = _db.Url,
+            ["ASPNETCORE_ENVIRONMENT"] = "Development",
+            ["ENABLE_POLLING"] = "false",
+        }))
+        {
+            using var accepted = await PostAsync(open, "epk_dev_client_002_not_secret", IntegrationEvent());
+            Assert.That(accepted.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Accepted), "precondition: the open run seeded the sample clients");
+        }
+
+        await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string?>
+        {
+            ["DATABASE_URL"] = _db.Url,
+            ["ASPNETCORE_ENVIRONMENT"] = environment,
+            [setting] = value,
+            ["ENABLE_POLLING"] = "false",
+        });
+        var answers = new List<System.Net.HttpStatusCode>();
+        foreach (var (_, _, key) in ClientStore.DevelopmentClients)
+        {
+            using var response = await PostAsync(service, key, IntegrationEvent());
+            answers.Add(response.StatusCode);
+        }
+
+        using var real = await PostAsync(service, realKey, IntegrationEvent());
+        await using var connection = await _db.DataSource.OpenConnectionAsync();
+        var left = (await connection.QueryAsync<string>("SELECT id FROM clients ORDER BY id")).ToArray();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answers, Is.All.EqualTo(System.Net.HttpStatusCode.Unauthorized), "no sample key authenticates any more");
+            Assert.That(left, Is.EqualTo(new[] { "client-real" }), "only the sample clients are removed");
+            Assert.That(real.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Accepted), "a real client's key still publishes");
+            Assert.That(service.Output, Does.Contain("Removed the sample clients"), "the removal is logged");
+        });
+    }
+
+    [Test]
     public async Task Outside_development_no_sample_clients_are_seeded()
     {
         await using var service = await ServiceProcess.StartAsync(new Dictionary<string, string?>
@@ -214,6 +276,9 @@ public sealed class CommandTests
             Assert.That(refused.StatusCode, Is.EqualTo(System.Net.HttpStatusCode.Unauthorized), "the public development keys open nothing in production");
         });
     }
+
+    private static string IntegrationEvent() =>
+        $$"""{"event_type": "integration", "payload": {{ShippedSchemas.Samples["integration"]}}}""";
 
     private static async Task<HttpResponseMessage> PostAsync(ServiceProcess service, string key, string body)
     {

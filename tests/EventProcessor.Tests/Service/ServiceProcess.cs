@@ -27,6 +27,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         "ConnectionStrings__", "ASPNETCORE_", "DOTNET_URLS", "URLS", "HTTP_PORTS", "HTTPS_PORTS", "Serilog", "Sqs__", "Sqs:",
         "MAX_BODY_BYTES", "MAX_DECOMPRESSED_BYTES", "MAX_JSON_DEPTH", "AWS_", "ALLOW_UNAUTHENTICATED", "ADMIN_RATE_LIMIT", "FAULT_",
         "MAX_EVENTS_PER_REQUEST", "CLIENT_RATE_LIMIT",
+        "REQUEST_TIMEOUT_MS", "MAX_CONCURRENT_CONNECTIONS", "HEALTH_DETAILS",
     ];
 
     private readonly Process _process;

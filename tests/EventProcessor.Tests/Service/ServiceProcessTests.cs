@@ -247,6 +247,39 @@ public sealed class ServiceProcessTests
         });
     }
 
+    [TestCase(307)]
+    [TestCase(308)]
+    [TestCase(302)]
+    public async Task DoesNotFollowAWebhookRedirectToAnotherHostAndFailsTheAttemptNamingTheLocation(int status)
+    {
+        // The receiver points elsewhere. Followed, a 307 or 308 re-sends the signed POST there (a 302, a GET), and a
+        // 200 from there marks the event delivered.
+        await using var elsewhere = await WebhookReceiver.StartAsync();
+        _receiver.Respond = _ => (status, TimeSpan.Zero);
+        _receiver.Location = _ => new Uri(elsewhere.BaseUrl, "collect?token=taken");
+        var db = Track(await TestDatabase.CreateAsync());
+        var settings = Settings(db.Url);
+        settings["MAX_RETRIES"] = "2";
+        var id = await db.InsertEventAsync(EventType, new { order_id = 9 });
+
+        var service = await StartAsync(settings);
+        await service.WaitUntilAsync(
+            async () => await db.ScalarAsync<long>("SELECT count(*) FROM event_dead_letters WHERE event_id = @id", new { id }) > 0,
+            "the event is dead-lettered");
+
+        var deadLetter = await QueryDeadLetterAsync(db, id);
+        var health = await GetJsonAsync(service, "health");
+        Assert.Multiple(() =>
+        {
+            Assert.That(elsewhere.Received, Is.Empty, "nothing reached the host the redirect points to");
+            Assert.That(_receiver.For(id).Select(d => d.Status), Is.EqualTo(new[] { status, status }), "both attempts went to the configured URL only");
+            Assert.That(deadLetter.ErrorMessage, Does.Contain($"answered {status}"));
+            Assert.That(deadLetter.ErrorMessage, Does.Contain(new Uri(elsewhere.BaseUrl, "collect").ToString()), "the error names where the redirect points");
+            Assert.That(deadLetter.ErrorMessage, Does.Not.Contain("token=taken"), "but not its query string");
+            Assert.That(health.GetProperty("stats").GetProperty("successCount").GetInt64(), Is.Zero, "no attempt counted as a delivery");
+        });
+    }
+
     [Test]
     public async Task KeepsPerAggregateOrderAcrossRetries()
     {
@@ -308,6 +341,7 @@ public sealed class ServiceProcessTests
         var service = await StartAsync(settings);
 
         var health = await GetJsonAsync(service, "health");
+        var asAdmin = await GetJsonAsync(service, "health", ("X-API-Key", "k"));
         Assert.Multiple(() =>
         {
             Assert.That(health.GetProperty("status").GetString(), Is.EqualTo("healthy"));
@@ -325,9 +359,12 @@ public sealed class ServiceProcessTests
             Assert.That(
                 health.GetProperty("registry").GetProperty("totalHandlers").GetInt32(),
                 Is.EqualTo(ShippedHandlers.EventTypes.Length + 1));
+            Assert.That(health.GetProperty("registry").TryGetProperty("eventTypes", out _), Is.False, "the types are the admin's to see");
+            Assert.That(health.TryGetProperty("ingress", out _), Is.False, "and so are the ingress counts");
             Assert.That(
-                health.GetProperty("registry").GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
+                asAdmin.GetProperty("registry").GetProperty("eventTypes").EnumerateArray().Select(e => e.GetString()),
                 Is.EqualTo(ShippedHandlers.EventTypesWith(SubscribedTypes)));
+            Assert.That(asAdmin.GetProperty("ingress").GetProperty("written").GetInt64(), Is.Zero);
             Assert.That(health.GetProperty("backlog").GetProperty("pending").GetInt64(), Is.EqualTo(2), "polling is off: both events wait");
             Assert.That(health.GetProperty("backlog").GetProperty("oldestPendingAgeSeconds").GetDouble(), Is.GreaterThanOrEqualTo(299));
         });
@@ -613,9 +650,16 @@ public sealed class ServiceProcessTests
         return await service.Http.SendAsync(request);
     }
 
-    private static async Task<JsonElement> GetJsonAsync(ServiceProcess service, string path)
+    private static async Task<JsonElement> GetJsonAsync(ServiceProcess service, string path, params (string Name, string Value)[] headers)
     {
-        using var response = await service.Http.GetAsync(new Uri(path, UriKind.Relative));
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(path, UriKind.Relative));
+        foreach (var (name, value) in headers)
+        {
+            request.Headers.TryAddWithoutValidation(name, value);
+        }
+
+        using var response = await service.Http.SendAsync(request);
+        Assert.That(response.Headers.Contains("Server"), Is.False, $"GET /{path}: no Server header names the web server");
         var body = await ReadJsonAsync(response);
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), $"GET /{path}: {body.GetRawText()}");
         return body;

@@ -47,6 +47,9 @@ public sealed class WebhookReceiver : IAsyncDisposable
     /// <summary>Picks the answer to each request; called once per request, in arrival order. Default: 200 at once.</summary>
     public Func<ReceivedWebhook, (int Status, TimeSpan Delay)> Respond { get; set; } = _ => (200, TimeSpan.Zero);
 
+    /// <summary>The <c>Location</c> header to answer each request with (a redirect); null, the default, sends none.</summary>
+    public Func<ReceivedWebhook, Uri?> Location { get; set; } = _ => null;
+
     /// <summary>The base URL, such as <c>http://127.0.0.1:41234/</c>; valid once started.</summary>
     public Uri BaseUrl { get; private set; } = null!;
 
@@ -97,6 +100,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
         ReceivedWebhook received;
         TimeSpan delay;
+        Uri? location;
         lock (_gate)
         {
             var id = request.Headers["webhook-id"].ToString();
@@ -112,6 +116,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
                 DateTimeOffset.UtcNow,
                 number);
             (var status, delay) = Respond(received);
+            location = Location(received);
             received = received with { Status = status };
             _received.Add(received);
         }
@@ -124,6 +129,11 @@ public sealed class WebhookReceiver : IAsyncDisposable
             }
 
             context.Response.StatusCode = received.Status;
+            if (location is not null)
+            {
+                context.Response.Headers.Location = location.ToString();
+            }
+
             await context.Response.WriteAsync($"answered {received.Status}", context.RequestAborted);
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
