@@ -3,9 +3,9 @@ using FluentMigrator;
 namespace EventProcessor.Migrations;
 
 /// <summary>
-/// Who asked the service to change what, and how it ended: one row per accepted admin request (run an event or a
-/// batch now, replay, retry a dead letter). Written by the HTTP API, in the same transaction as the change when the
-/// change is one statement; never updated.
+/// Who asked the service to change what, and how it ended: one row per accepted admin request that could change
+/// something (run an event or a batch now, replay, retry a dead letter; a batch run that claimed nothing writes none).
+/// Written by the HTTP API, in the same transaction as the change when the change is one statement; never updated.
 /// </summary>
 [Migration(4, "audit_log")]
 public sealed class M0004_CreateAuditLog : ForwardOnlyMigration
