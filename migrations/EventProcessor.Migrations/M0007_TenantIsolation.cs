@@ -15,10 +15,10 @@ namespace EventProcessor.Migrations;
 /// <item><c>event_aggregate_leases</c> holds an aggregate of one tenant: <c>tenant_key</c> is the tenant id, or
 /// <c>''</c> for events without one (a client id is never empty). Two tenants that use the same aggregate id never
 /// wait for each other.</item>
-/// <item><c>events_claim_fifo</c> is now <c>(tenant_id, created_at, id)</c>: a claim finds the tenants with pending
-/// events (one probe each) and walks each one's backlog in FIFO order, events without a tenant as one more. The old
-/// shape, <c>(created_at, id)</c>, goes: a claim would walk it for the events without a tenant, past every tenant's.
-/// Claims stay heap-only: it indexes no column they write.</item>
+/// <item><c>events_claim_fifo</c> is now <c>(coalesce(tenant_id, ''), created_at, id)</c>: a claim finds the queues
+/// with pending events, a tenant's or <c>''</c> for events without one (one probe each), and walks each one's backlog
+/// in FIFO order. The old shape, <c>(created_at, id)</c>, goes: a claim would walk it for the events without a
+/// tenant, past every tenant's. Claims stay heap-only: it indexes no column they write.</item>
 /// <item><c>clients.rate_limit_per_second</c>: the events a client may publish per second; NULL takes the service's
 /// default.</item>
 /// </list>
@@ -39,7 +39,7 @@ public sealed class M0007_TenantIsolation : ForwardOnlyMigration
         WHERE processed = false AND jsonb_typeof(metadata->'retry_count') = 'number';
 
         DROP INDEX events_claim_fifo;
-        CREATE INDEX events_claim_fifo ON events (tenant_id, created_at, id) WHERE processed = false;
+        CREATE INDEX events_claim_fifo ON events ((coalesce(tenant_id, '')), created_at, id) WHERE processed = false;
 
         CREATE OR REPLACE FUNCTION events_reset_on_replay() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN

@@ -12,7 +12,7 @@ internal static class Ceiling
     private const string ClaimAndMark =
         """
         WITH c AS (
-          SELECT id FROM events WHERE processed = false AND tenant_id IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
+          SELECT id FROM events WHERE processed = false AND coalesce(tenant_id, '') = '' ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED
         )
         UPDATE events e SET processed = true, processed_at = now() FROM c WHERE e.id = c.id
         """;

@@ -66,8 +66,10 @@ internal static class EventSql
     /// </para>
     /// </summary>
     /// <remarks>
-    /// The tenants with pending events are found by skipping through <c>events_claim_fifo</c>, one probe per tenant,
-    /// and each tenant's backlog is read from it in order. Each tenant offers at most twice its equal share of @limit (all of it when it is alone), so that a
+    /// The queues with pending events (a tenant's id, or <c>''</c> for events without one) are found by skipping through
+    /// <c>events_claim_fifo</c>, one probe per queue, and each queue's backlog is read from it in order: an equality on
+    /// its first column, so the read stops at the share. (<c>tenant_id IS NULL</c> would not order the read: the
+    /// planner then sorts every event of the queue.) Each tenant offers at most twice its equal share of @limit (all of it when it is alone), so that a
     /// tenant with few due events leaves its room to the others without the claim reading every tenant's backlog up to
     /// @limit; <c>more</c> says whether any tenant had more to offer, so that a claim cut short by the shares is
     /// followed at once by another.
@@ -90,36 +92,27 @@ internal static class EventSql
     /// </remarks>
     public const string ClaimBatch =
         $"""
-        WITH RECURSIVE tenants AS (
-          (SELECT t.tenant_id FROM events t
-           WHERE t.processed = false AND t.tenant_id IS NOT NULL
-           ORDER BY t.tenant_id LIMIT 1)
+        WITH RECURSIVE queues AS (
+          (SELECT coalesce(t.tenant_id, '') AS tenant_key FROM events t
+           WHERE t.processed = false
+           ORDER BY coalesce(t.tenant_id, '') LIMIT 1)
           UNION ALL
-          SELECT (SELECT t.tenant_id FROM events t
-                  WHERE t.processed = false AND t.tenant_id > tenants.tenant_id
-                  ORDER BY t.tenant_id LIMIT 1)
-          FROM tenants WHERE tenants.tenant_id IS NOT NULL
+          SELECT (SELECT coalesce(t.tenant_id, '') FROM events t
+                  WHERE t.processed = false AND coalesce(t.tenant_id, '') > queues.tenant_key
+                  ORDER BY coalesce(t.tenant_id, '') LIMIT 1)
+          FROM queues WHERE queues.tenant_key IS NOT NULL
         ), share AS (
-          -- The queue of events without a tenant counts as one more.
-          SELECT least(@limit, ceil(2.0 * @limit / (count(*) + 1)))::integer AS per_queue
-          FROM tenants WHERE tenant_id IS NOT NULL
-        ), tenant_offers AS (
-          SELECT c.* FROM tenants q CROSS JOIN LATERAL (
+          SELECT least(@limit, ceil(2.0 * @limit / greatest(count(*), 1)))::integer AS per_queue
+          FROM queues WHERE tenant_key IS NOT NULL
+        ), offered AS (
+          SELECT c.*, row_number() OVER (PARTITION BY q.tenant_key ORDER BY c.created_at, c.id) AS turn
+          FROM queues q CROSS JOIN LATERAL (
             SELECT {CandidateColumns} FROM events e
-            WHERE e.tenant_id = q.tenant_id AND {IsDueAndFree}
+            WHERE coalesce(e.tenant_id, '') = q.tenant_key AND {IsDueAndFree}
             ORDER BY e.created_at, e.id
             LIMIT (SELECT per_queue FROM share)
             FOR UPDATE SKIP LOCKED) c
-          WHERE q.tenant_id IS NOT NULL
-        ), untenanted_offers AS (
-          SELECT {CandidateColumns} FROM events e
-          WHERE e.tenant_id IS NULL AND {IsDueAndFree}
-          ORDER BY e.created_at, e.id
-          LIMIT (SELECT per_queue FROM share)
-          FOR UPDATE SKIP LOCKED
-        ), offered AS (
-          SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.created_at, o.id) AS turn
-          FROM (SELECT * FROM tenant_offers UNION ALL SELECT * FROM untenanted_offers) o
+          WHERE q.tenant_key IS NOT NULL
         ), picked AS (
           SELECT * FROM offered ORDER BY turn, created_at, id LIMIT @limit
         ), first_suspect AS (
@@ -146,7 +139,7 @@ internal static class EventSql
 
     // What a claim reads of each candidate: enough to order it, find it again, and tell a suspect.
     private const string CandidateColumns =
-        "e.id, e.ctid, e.created_at, e.tenant_id, e.attempts > e.last_failed_attempt AS suspect";
+        "e.id, e.ctid, e.created_at, e.attempts > e.last_failed_attempt AS suspect";
 
     // The claim's rule for one candidate e, whatever its tenant; see ClaimBatch.
     private const string IsDueAndFree =
