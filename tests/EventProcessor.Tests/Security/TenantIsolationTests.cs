@@ -201,7 +201,7 @@ public sealed class TenantIsolationTests
     }
 
     [Test]
-    public async Task Reserved_metadata_on_SQS_is_dead_lettered_with_the_reason_and_never_stored_as_an_event()
+    public async Task Reserved_metadata_and_an_invalid_event_type_on_SQS_are_dead_lettered_with_the_reason_and_never_stored_as_events()
     {
         await SqsServer.StartAsync();
         var queue = await SqsServer.CreateQueueAsync("tenant-forged");
@@ -218,18 +218,20 @@ public sealed class TenantIsolationTests
             MessageBody = """{"event_type": "fault.record", "payload": {}, "metadata": {"retry_count": -1}}""",
             MessageAttributes = new() { ["client_id"] = new MessageAttributeValue { DataType = "String", StringValue = A } },
         });
+        await SqsServer.Client.SendMessageAsync(queue, """{"event_type": "fault.record\n[INF] forged", "payload": {}}""");
         await SqsServer.Client.SendMessageAsync(queue, """{"event_type": "fault.record", "payload": {"n": 2}}""");
 
         await _service!.WaitUntilAsync(
-            async () => await _db.ScalarAsync<long>("SELECT count(*) FROM event_dead_letters") == 1
+            async () => await _db.ScalarAsync<long>("SELECT count(*) FROM event_dead_letters") == 2
                 && await _db.ScalarAsync<long>("SELECT count(*) FROM events") == 1,
-            "the forged message is dead-lettered and the other stored");
+            "the forged messages are dead-lettered and the other stored");
 
+        await using var connection = await _db.DataSource.OpenConnectionAsync();
+        var reasons = (await connection.QueryAsync<string>("SELECT error_message FROM event_dead_letters")).ToList();
         Assert.Multiple(async () =>
         {
-            Assert.That(
-                await _db.ScalarAsync<string>("SELECT error_message FROM event_dead_letters"),
-                Does.Contain("metadata.retry_count: reserved"));
+            Assert.That(reasons, Has.One.Contains("metadata.retry_count: reserved"));
+            Assert.That(reasons, Has.One.Contains("event_type: \"fault.record\\n[INF] forged\" is not valid"), "the event type rule holds on SQS too");
             Assert.That(await _db.ScalarAsync<string>("SELECT payload::text FROM events"), Is.EqualTo("""{"n": 2}"""));
         });
     }
