@@ -61,6 +61,10 @@ public sealed class CommandTests
     [TestCase(new[] { "clients", "add", "--id", "x", "--types", "a*b" }, 2, "Event type 'a*b' is invalid")]
     [TestCase(new[] { "clients", "disable", "--id", "ghost" }, 1, "no client has id 'ghost'")]
     [TestCase(new[] { "clients", "remove" }, 2, "usage:")]
+    [TestCase(new[] { "clients", "add", "--id", "x", "--types", "x", "--rate", "-5" }, 2, "--rate '-5' is invalid")]
+    [TestCase(new[] { "clients", "add", "--id", "x", "--types", "x", "--rate", "default" }, 2, "--rate 'default' is invalid")]
+    [TestCase(new[] { "clients", "update", "--id", "x" }, 2, "usage:")]
+    [TestCase(new[] { "clients", "update", "--id", "ghost", "--rate", "5" }, 1, "no client has id 'ghost'")]
     [TestCase(new[] { "produce", "--type", "nope" }, 2, "has no shipped sample; known types:")]
     [TestCase(new[] { "produce", "--rate", "0" }, 2, "--rate '0' is invalid")]
     [TestCase(new[] { "produce", "--to", "kafka" }, 2, "--to 'kafka' is invalid")]
@@ -72,6 +76,32 @@ public sealed class CommandTests
         {
             Assert.That(code, Is.EqualTo(exitCode), output + error);
             Assert.That(error, Does.Contain(expected));
+        });
+    }
+
+    [Test]
+    public async Task A_clients_rate_is_set_at_add_changed_by_update_put_back_on_the_default_and_listed()
+    {
+        var (added, addOutput, addError) = await RunAsync("clients", "add", "--id", "metered", "--types", "x", "--rate", "50");
+        var (_, listedAdded, _) = await RunAsync("clients", "list");
+        var (updated, updateOutput, updateError) = await RunAsync("clients", "update", "--id", "metered", "--rate", "0", "--types", "x,y.*");
+        var (_, listedUpdated, _) = await RunAsync("clients", "list");
+        var atNone = await _db.ScalarAsync<int>("SELECT rate_limit_per_second FROM clients WHERE id = 'metered'");
+        var (reset, _, _) = await RunAsync("clients", "update", "--id", "metered", "--rate", "default");
+        var (_, listedReset, _) = await RunAsync("clients", "list");
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(added, Is.Zero, addOutput + addError);
+            Assert.That(addOutput, Does.Contain("rate: 50 events per second"));
+            Assert.That(listedAdded.Split('\n').Single(l => l.StartsWith("metered", StringComparison.Ordinal)), Does.Contain(" 50 "));
+            Assert.That(updated, Is.Zero, updateOutput + updateError);
+            Assert.That(updateOutput, Does.Contain("allowed to send x, y.*; rate: no limit"));
+            Assert.That(listedUpdated.Split('\n').Single(l => l.StartsWith("metered", StringComparison.Ordinal)), Does.Contain(" none "));
+            Assert.That(atNone, Is.Zero);
+            Assert.That(reset, Is.Zero);
+            Assert.That(listedReset.Split('\n').Single(l => l.StartsWith("metered", StringComparison.Ordinal)), Does.Contain(" default "));
+            Assert.That(await _db.ScalarAsync<bool>("SELECT rate_limit_per_second IS NULL FROM clients WHERE id = 'metered'"), Is.True);
         });
     }
 
