@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using EventProcessor.Benchmarks;
 
-// Throughput and latency of the engine against its ceiling, on a PostgreSQL of its own. See README "Performance".
+// Throughput and latency of the engine against its ceiling, on a PostgreSQL of its own. See docs/performance.md.
 //   dotnet run -c Release --project tests/EventProcessor.Benchmarks -- [--events 100000] [--repeat 3] [--quick] [--big-table]
 //   quicker: [--batch N [--aggregates N] [--tenants N]] [--workers N] [--latency-only]
 // EVENTPROC_BENCH_PG (an Npgsql connection string) picks the server; otherwise one is started from local binaries

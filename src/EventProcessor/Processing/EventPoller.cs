@@ -6,10 +6,9 @@ namespace EventProcessor.Processing;
 /// <summary>
 /// Runs <see cref="EventProcessorOptions.Workers"/> poll loops. Each claims its share of a claim shared by every loop
 /// waiting to claim (<see cref="EventEngine.RunSharedBatchAsync"/>), runs it, and goes on while its fates are written;
-/// a loop whose claim came back full claims again at once and wakes a sleeping one, so the loops fan out while there
-/// is a backlog and fall back to one claim per wake-up when there is not. (Going round again after any non-empty
-/// claim was tried: at 2,000 inserts/s it multiplied tiny claims, which queue on the claim lock, and fell behind.) A
-/// loop otherwise waits for its last fates to be written and sleeps until a wake-up (<see cref="EventEngine.Wake"/>:
+/// a loop whose claim says more is due claims again at once and wakes a sleeping one, so the loops fan out while there
+/// is a backlog and fall back to one claim per wake-up when there is not: going round after every non-empty claim
+/// would multiply tiny claims, which queue on the claim lock. A loop otherwise waits for its last fates to be written and sleeps until a wake-up (<see cref="EventEngine.Wake"/>:
 /// a new or replayed event, through <see cref="PendingEventListener"/>, or an on-demand request) or the poll interval,
 /// the fallback for a wake-up that never came. Database outages are waited out inside the engine; anything else is
 /// logged and the loop goes on.

@@ -24,7 +24,7 @@ public sealed class InstancesTests
         var settings = run.Settings();
         settings["FAULT_HANDLER_DELAY_MS"] = HandlerDelayMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
         settings["LEASE_MS"] = "5000";
-        settings["WORKERS"] = "4"; // the figures in README "Tested failure modes" were measured with four loops each
+        settings["WORKERS"] = "4"; // the figures in docs/testing.md were measured with four loops each
         var services = await Task.WhenAll(Enumerable.Range(0, instances).Select(_ => run.StartAsync(settings)));
 
         // Every instance is polling before the events appear, all at once, so each set-up drains the same backlog.
